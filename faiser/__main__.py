@@ -1,0 +1,5 @@
+import sys
+
+from faiser.cli import main
+
+sys.exit(main())

@@ -1,0 +1,188 @@
+"""Run a named case end to end: the public function behind ``faiser simulate``.
+
+Writes ``config.json``, ``diagnostics.csv``, ``timing.json`` and ``diagnostics.png`` into the
+output directory (see the command-line contract in DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+import xarray as xr
+from tqdm.auto import tqdm
+
+from faiser import __version__
+from faiser.config import apply_overrides, load_json, to_json
+from faiser.errors import ConfigError
+from faiser.vlasov.cases import Case, build_case, default_config
+from faiser.vlasov.stepper import check_finite
+
+CSV_COLUMNS = [
+    "step", "time", "mass", "momentum_x", "momentum_y", "momentum_z", "kinetic_energy",
+    "electric_energy", "magnetic_energy", "total_energy", "l2_norm", "f_min", "f_max", "mass_lost",
+    "bulk_velocity_x", "bulk_velocity_y", "bulk_velocity_z",
+]  # fmt: skip
+
+
+@dataclasses.dataclass
+class SimulationResult:
+    """What :func:`simulate` returns: the built case, final state, diagnostics and timing."""
+
+    case: Case
+    state: object
+    diagnostics: xr.Dataset
+    timing: dict
+    out_dir: Path | None
+
+
+def resolve_config(case: str, overrides: Mapping[str, object] | None = None, config_file=None):
+    """Default config of ``case`` updated by a JSON file, then by ``overrides`` (``--set``)."""
+    cfg = default_config(case)
+    if config_file is not None:
+        data = load_json(config_file)
+        data = data.get("config", data) if isinstance(data.get("config"), dict) else data
+        if "case" in data and data["case"] != case:
+            raise ConfigError(f"config file is for case {data['case']!r}, not {case!r}")
+        cfg = apply_overrides(cfg, data, ignore=("case",))
+    return apply_overrides(cfg, overrides or {})
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _records_to_dataset(records: list[dict]) -> xr.Dataset:
+    df = pd.DataFrame(records)
+    return xr.Dataset.from_dataframe(df.set_index("time"))
+
+
+def _row(d: dict) -> dict:
+    row = {k: float(np.asarray(v)) for k, v in d.items()}
+    row["step"] = int(row["step"])
+    mass = row["mass"] if row["mass"] != 0 else 1.0
+    for c in "xyz":
+        row[f"bulk_velocity_{c}"] = row[f"momentum_{c}"] / mass
+    return row
+
+
+def simulate(
+    case: str,
+    overrides: Mapping[str, object] | None = None,
+    out_dir: str | Path | None = None,
+    config_file: str | Path | None = None,
+    progress: bool = True,
+) -> SimulationResult:
+    """Run case ``case`` with ``overrides`` and write the outputs into ``out_dir`` (if given).
+
+    Returns a :class:`SimulationResult` whose ``diagnostics`` is an xarray Dataset indexed by time.
+    Raises :class:`~faiser.errors.ConfigError`, :class:`~faiser.errors.TimeStepError` or
+    :class:`~faiser.errors.InitialConditionError` on bad input and
+    :class:`~faiser.errors.NumericalError` if the state stops being finite.
+    """
+    cfg = resolve_config(case, overrides, config_file)
+    built = build_case(case, cfg)
+    stepper, state = built.stepper, built.state
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "case": case,
+            "config": to_json(cfg),
+            "grid": built.grid.to_json(),
+            "units": built.units.to_json(),
+            "species": [dataclasses.asdict(s) for s in stepper.species],
+            "stepper": {
+                "splitting": "strang",
+                "translation_substeps": stepper.translation_substeps,
+                "rotation_substeps": stepper.rotation_substeps,
+                "rotation_per_substep_deg": float(np.degrees(stepper.rotation_per_substep)),
+            },
+            "faiser_version": __version__,
+        }
+        _atomic_write(out / "config.json", json.dumps(meta, indent=2))
+
+    every = cfg.diag_every
+    n_chunks, rest = divmod(built.n_steps, every)
+    t0 = time.perf_counter()
+    diag_fn = jax.jit(stepper.diagnostics).lower(state).compile()
+    chunk = _compile_chunk(stepper, state, every) if n_chunks else None
+    last = _compile_chunk(stepper, state, rest) if rest else None
+    compile_s = time.perf_counter() - t0
+
+    records = [_row(diag_fn(state))]
+    wall = 0.0
+    bar = tqdm(total=built.n_steps, desc=f"simulate {case}", unit="step", disable=not progress)
+    for fn, n in [(chunk, every)] * n_chunks + ([(last, rest)] if rest else []):
+        t1 = time.perf_counter()
+        state = fn(state)
+        jax.block_until_ready(state)
+        wall += time.perf_counter() - t1
+        check_finite(state)
+        records.append(_row(diag_fn(state)))
+        bar.update(n)
+    bar.close()
+    timing = {
+        "wall_s": wall,
+        "compile_s": compile_s,
+        "steps": built.n_steps,
+        "simulated_time": built.n_steps * cfg.dt,
+        "device": str(jax.devices()[0].device_kind),
+        "phase_space_cells": built.grid.num_cells,
+        "cell_updates_per_s": built.grid.num_cells * built.n_steps / wall if wall > 0 else None,
+    }
+    ds = _records_to_dataset(records)
+    if out is not None:
+        df = pd.DataFrame(records)[CSV_COLUMNS]
+        _atomic_write(out / "diagnostics.csv", df.to_csv(index=False))
+        _atomic_write(out / "timing.json", json.dumps(timing, indent=2))
+        plot_diagnostics(ds, built, out / "diagnostics.png")
+    return SimulationResult(built, state, ds, timing, out)
+
+
+def _compile_chunk(stepper, state, n: int):
+    def run(s):
+        return jax.lax.fori_loop(0, n, lambda i, x: stepper.step(x), s)
+
+    return jax.jit(run).lower(state).compile()
+
+
+def plot_diagnostics(ds: xr.Dataset, case: Case, path: Path) -> None:
+    """Plot the case's main diagnostic and the relative mass change to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = ds["time"].values
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    ax = axes[0]
+    if case.main_diagnostic == "electric_energy":
+        ax.semilogy(t, ds["electric_energy"].values, lw=1)
+        ax.set_ylabel("electric energy")
+        ax.set_title(f"{case.name}: electric field energy")
+    else:
+        for c in "xyz":
+            ax.plot(t, ds[f"bulk_velocity_{c}"].values, label=f"V{c}")
+        ax.set_ylabel("bulk velocity")
+        ax.legend()
+        ax.set_title(f"{case.name}: bulk velocity")
+    ax.set_xlabel("time")
+    m = ds["mass"].values
+    axes[1].plot(t, (m + ds["mass_lost"].values - m[0]) / m[0])
+    axes[1].set_xlabel("time")
+    axes[1].set_ylabel("relative mass change (incl. lost)")
+    axes[1].set_title("mass conservation")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,431 @@
+"""Moments, global diagnostics and their export (xarray, CSV).
+
+All quantities are in the normalized units of the case (see :mod:`faiser.units`): density in
+``n0``, velocity in ``v0``, pressure in ``n0 m0 v0^2``, temperature in ``m0 v0^2`` (energy units,
+``T = P / n``), heat flux in ``n0 m0 v0^3``.
+
+Reduced velocity space: unresolved velocity axes (``nv == 1``) have one cell at ``v = 0`` of unit
+width, so the corresponding bulk-velocity component, pressure rows/columns and heat-flux terms are
+zero; the scalar temperature averages over the resolved axes only.
+
+The per-cell moments use only 1D and 2D velocity marginals of ``f`` and are computed about the
+local bulk velocity (central moments, no cancellation between large raw moments), so they are
+accurate in float32 even for fast drifts. Every function here is pure ``jax.numpy`` (jit-able with
+the grid and species static) except the export helpers, which run on the host.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import xarray as xr
+from jax.typing import ArrayLike
+
+from faiser.errors import ConfigError
+from faiser.grid import PhaseSpaceGrid
+from faiser.vlasov.distributions import maxwellian
+from faiser.vlasov.state import Species
+
+__all__ = [
+    "moments",
+    "anisotropy",
+    "non_maxwellianity",
+    "global_diagnostics",
+    "to_xarray",
+    "timeseries_to_xarray",
+    "write_csv",
+]
+
+_COMPONENTS = ("x", "y", "z")
+
+
+def _floor(dtype) -> float:
+    """Smallest density / temperature treated as non-zero: sqrt(tiny) (~1e-19 in float32)."""
+    return float(math.sqrt(np.finfo(dtype).tiny))
+
+
+def _safe_div(a: jax.Array, b: jax.Array, floor: float, fill: float = 0.0) -> jax.Array:
+    """``a / b`` where ``b > floor``, else ``fill``; NaN-free values and gradients."""
+    ok = b > floor
+    return jnp.where(ok, a / jnp.where(ok, b, 1.0), fill)
+
+
+def _float_dtype(x: jax.Array):
+    return x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
+
+
+def _check_f(f: ArrayLike, grid: PhaseSpaceGrid) -> jax.Array:
+    f = jnp.asarray(f)
+    f = f.astype(_float_dtype(f))
+    if f.shape != tuple(grid.shape):
+        raise ConfigError(f"f has shape {f.shape}, expected grid.shape {tuple(grid.shape)}")
+    return f
+
+
+# ---- per-cell moments ----------------------------------------------------------------------------
+def moments(f: ArrayLike, grid: PhaseSpaceGrid, mass: float = 1.0) -> dict[str, jax.Array]:
+    """Velocity moments of ``f`` in every spatial cell.
+
+    Args:
+      f: distribution, shape ``grid.shape = (nx, ny, nz, nvx, nvy, nvz)``.
+      grid: phase-space grid (velocity cell volume ``grid.velocity_cell_volume``).
+      mass: particle mass (multiplies pressure and heat flux).
+
+    Returns:
+      dict of arrays (dtype of ``f``):
+
+      - ``density``: ``n = int f d3v``, ``(nx, ny, nz)``;
+      - ``bulk_velocity``: ``V = int v f d3v / n``, ``(nx, ny, nz, 3)``;
+      - ``pressure``: full tensor ``P_ij = m int (v-V)_i (v-V)_j f d3v``, ``(nx, ny, nz, 3, 3)``;
+      - ``temperature``: scalar ``T = sum_{i resolved} P_ii / (k n)`` with ``k`` the number of
+        resolved velocity axes (``0`` if none), ``(nx, ny, nz)``;
+      - ``heat_flux``: ``q_i = (m/2) int (v-V)_i |v-V|^2 f d3v``, ``(nx, ny, nz, 3)``.
+
+      Cells with ``n <= sqrt(finfo.tiny)`` (vacuum) get ``V = 0`` and ``T = 0`` (no NaNs).
+    """
+    f = _check_f(f, grid)
+    dtype = f.dtype
+    floor = _floor(dtype)
+    dv3 = grid.velocity_cell_volume
+    m = jnp.asarray(mass, dtype)
+    v = [jnp.asarray(grid.v_centers(d), dtype) for d in range(3)]
+    # 1D marginals (nx, ny, nz, nv_d) and 2D marginals (nx, ny, nz, nv_i, nv_j), i < j
+    g1 = [f.sum(axis=(4, 5)), f.sum(axis=(3, 5)), f.sum(axis=(3, 4))]
+    g2 = {(0, 1): f.sum(axis=5), (0, 2): f.sum(axis=4), (1, 2): f.sum(axis=3)}
+
+    n = g1[0].sum(-1) * dv3
+    flux = jnp.stack([g1[d] @ v[d] for d in range(3)], axis=-1) * dv3
+    V = _safe_div(flux, n[..., None], floor)
+    w = [v[d] - V[..., d, None] for d in range(3)]  # (nx, ny, nz, nv_d)
+
+    def pair(i, j, wi, wj):
+        """sum over (v_i, v_j) of g_ij * wi(v_i) * wj(v_j) for i != j."""
+        if i < j:
+            return jnp.einsum("...ab,...a,...b->...", g2[(i, j)], wi, wj)
+        return jnp.einsum("...ab,...a,...b->...", g2[(j, i)], wj, wi)
+
+    P = [[None] * 3 for _ in range(3)]
+    for i in range(3):
+        P[i][i] = jnp.sum(g1[i] * w[i] ** 2, axis=-1)
+        for j in range(i + 1, 3):
+            P[i][j] = P[j][i] = pair(i, j, w[i], w[j])
+    pressure = m * dv3 * jnp.stack([jnp.stack(row, axis=-1) for row in P], axis=-2)
+
+    q = []
+    for i in range(3):
+        qi = jnp.sum(g1[i] * w[i] ** 3, axis=-1)
+        for j in range(3):
+            if j != i:
+                qi = qi + pair(i, j, w[i], w[j] ** 2)
+        q.append(qi)
+    heat_flux = 0.5 * m * dv3 * jnp.stack(q, axis=-1)
+
+    R = grid.velocity_dims
+    if R:
+        trace_r = sum(pressure[..., d, d] for d in R)
+        temperature = _safe_div(trace_r, len(R) * n, floor)
+    else:
+        temperature = jnp.zeros_like(n)
+    return {
+        "density": n,
+        "bulk_velocity": V,
+        "pressure": pressure,
+        "temperature": temperature,
+        "heat_flux": heat_flux,
+    }
+
+
+def anisotropy(
+    pressure: ArrayLike, density: ArrayLike, B: ArrayLike
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Temperatures parallel and perpendicular to the magnetic field, per cell.
+
+    ``T_par = b . P . b / n`` and ``T_perp = (tr P - b . P . b) / (2 n)`` with ``b = B / |B|``;
+    where ``|B| == 0`` the x axis is used as ``b``. With unresolved velocity axes the pressure has
+    zero rows there, so these are the temperatures of the resolved velocity space (e.g. 1D1V with
+    ``B`` along x gives ``T_perp = 0``).
+
+    Args:
+      pressure: ``(..., 3, 3)`` pressure tensor (e.g. ``moments(...)["pressure"]``).
+      density: ``(...)`` density.
+      B: magnetic field ``(..., 3)`` or a single 3-vector.
+
+    Returns:
+      ``(t_par, t_perp, ratio)``, each of shape ``(...)``, with ``ratio = t_perp / t_par``. Cells
+      with ``n`` below ``sqrt(finfo.tiny)`` get zero temperatures, and cells with ``t_par`` below
+      it get ``ratio = 1`` (undefined anisotropy; no NaNs).
+    """
+    P = jnp.asarray(pressure)
+    P = P.astype(_float_dtype(P))
+    dtype = P.dtype
+    n = jnp.asarray(density, dtype)
+    B = jnp.broadcast_to(jnp.asarray(B, dtype), (*P.shape[:-2], 3))
+    floor = _floor(dtype)
+    B2 = jnp.sum(B * B, axis=-1, keepdims=True)
+    has_b = B2 > 0
+    b = jnp.where(has_b, B / jnp.sqrt(jnp.where(has_b, B2, 1.0)), jnp.asarray([1.0, 0.0, 0.0], dtype))
+    bpb = jnp.einsum("...i,...ij,...j->...", b, P, b)
+    tr = jnp.trace(P, axis1=-2, axis2=-1)
+    t_par = _safe_div(bpb, n, floor)
+    t_perp = _safe_div(tr - bpb, 2.0 * n, floor)
+    ratio = _safe_div(t_perp, t_par, floor, fill=1.0)
+    return t_par, t_perp, ratio
+
+
+def non_maxwellianity(f: ArrayLike, grid: PhaseSpaceGrid, mass: float = 1.0) -> jax.Array:
+    """Non-Maxwellianity ``eps_M = (1 / (2 n)) int |f - f_M| d3v`` per spatial cell.
+
+    ``f_M`` is the isotropic Maxwellian with the cell's density, bulk velocity and scalar
+    temperature (from :func:`moments`), evaluated on the same velocity grid by
+    :func:`faiser.vlasov.distributions.maxwellian` (analytic normalization, not rescaled to the
+    grid). ``eps_M`` is 0 for a Maxwellian and at most 1.
+
+    Args:
+      f: distribution, shape ``grid.shape``.
+      grid: phase-space grid.
+      mass: particle mass.
+
+    Returns:
+      ``eps_M`` of shape ``(nx, ny, nz)``; 0 in vacuum cells and in cells with zero temperature
+      (where ``f_M`` does not exist on the grid).
+    """
+    f = _check_f(f, grid)
+    floor = _floor(f.dtype)
+    mom = moments(f, grid, mass)
+    n, V, T = mom["density"], mom["bulk_velocity"], mom["temperature"]
+    ok = (n > floor) & (T > floor)
+    fM = maxwellian(
+        grid,
+        density=jnp.where(ok, n, 0.0),
+        bulk_velocity=V,
+        temperature=jnp.where(ok, T, 1.0),
+        mass=mass,
+        dtype=f.dtype,
+    )
+    l1 = jnp.sum(jnp.abs(f - fM), axis=(3, 4, 5)) * grid.velocity_cell_volume
+    return jnp.where(ok, _safe_div(l1, 2.0 * n, floor), 0.0)
+
+
+# ---- global diagnostics --------------------------------------------------------------------------
+def global_diagnostics(
+    f: ArrayLike | Sequence[ArrayLike],
+    E: ArrayLike | None,
+    B: ArrayLike | None,
+    grid: PhaseSpaceGrid,
+    species: Sequence[Species],
+) -> dict[str, jax.Array]:
+    """Domain-integrated conserved quantities and norms (normalized units).
+
+    Pure ``jax.numpy``: jit it with ``grid`` and ``species`` static (pass ``species`` as a tuple),
+    e.g. ``jax.jit(global_diagnostics, static_argnums=(3, 4))``; differentiable in ``f``, ``E``, ``B``.
+
+    Args:
+      f: one distribution per species (a sequence, e.g. ``State.f``), or one array for a single
+        species; each of shape ``grid.shape``.
+      E: electric field ``(nx, ny, nz, 3)`` on cell centres, or ``None`` for zero.
+      B: magnetic field ``(nx, ny, nz, 3)`` on cell centres, or ``None`` for zero.
+      grid: phase-space grid (``grid.cell_volume`` and ``grid.phase_cell_volume`` are the
+        integration weights).
+      species: one :class:`~faiser.vlasov.state.Species` per distribution (mass is used).
+
+    Returns:
+      dict of scalar arrays:
+
+      - ``mass``: ``sum_s m_s int f_s dx d3v`` (species mass times particle count);
+      - ``momentum_x``, ``momentum_y``, ``momentum_z``: ``sum_s m_s int v f_s dx d3v``;
+      - ``kinetic_energy``: ``sum_s (m_s / 2) int |v|^2 f_s dx d3v``;
+      - ``electric_energy``: ``(1/2) int |E|^2 dx`` (the field energy in the electrostatic
+        normalization; in hybrid units the physical electric energy is ``(v_A / c)^2`` times this);
+      - ``magnetic_energy``: ``(1/2) int |B|^2 dx`` (``B^2 / (2 mu0)`` in the hybrid normalization);
+      - ``total_energy``: kinetic + electric + magnetic;
+      - ``l2_norm``: ``sqrt(sum_s int f_s^2 dx d3v)`` (the L2 norm of the whole kinetic state);
+      - ``f_min``, ``f_max``: extreme values of ``f`` over all species.
+    """
+    fs = (f,) if hasattr(f, "shape") else tuple(f)
+    species = tuple(species)
+    if len(fs) != len(species):
+        raise ConfigError(f"got {len(fs)} distribution(s) but {len(species)} species")
+    if not fs:
+        raise ConfigError("global_diagnostics needs at least one species")
+    fs = tuple(_check_f(fi, grid) for fi in fs)
+    dtype = jnp.result_type(*fs)
+    dP = grid.phase_cell_volume
+    dV = grid.cell_volume
+    v = [jnp.asarray(grid.v_centers(d), dtype) for d in range(3)]
+
+    zero = jnp.zeros((), dtype)
+    total_mass = zero
+    momentum = [zero, zero, zero]
+    kinetic = zero
+    l2sq = zero
+    f_min = jnp.asarray(jnp.inf, dtype)
+    f_max = jnp.asarray(-jnp.inf, dtype)
+    for fi, sp in zip(fs, species):
+        m = jnp.asarray(sp.mass, dtype)
+        fi = fi.astype(dtype)
+        # velocity marginals of the whole domain, shape (nv_d,)
+        g = [fi.sum(axis=tuple(a for a in range(6) if a != 3 + d)) for d in range(3)]
+        total_mass = total_mass + m * jnp.sum(g[0]) * dP
+        for d in range(3):
+            momentum[d] = momentum[d] + m * (g[d] @ v[d]) * dP
+        kinetic = kinetic + 0.5 * m * sum(g[d] @ (v[d] * v[d]) for d in range(3)) * dP
+        l2sq = l2sq + jnp.sum(fi * fi) * dP
+        f_min = jnp.minimum(f_min, jnp.min(fi))
+        f_max = jnp.maximum(f_max, jnp.max(fi))
+
+    def field_energy(F):
+        if F is None:
+            return zero
+        F = jnp.broadcast_to(jnp.asarray(F), (*grid.nx, 3))
+        return (0.5 * jnp.sum(F * F) * dV).astype(dtype)
+
+    electric = field_energy(E)
+    magnetic = field_energy(B)
+    return {
+        "mass": total_mass,
+        "momentum_x": momentum[0],
+        "momentum_y": momentum[1],
+        "momentum_z": momentum[2],
+        "kinetic_energy": kinetic,
+        "electric_energy": electric,
+        "magnetic_energy": magnetic,
+        "total_energy": kinetic + electric + magnetic,
+        "l2_norm": jnp.sqrt(l2sq),
+        "f_min": f_min,
+        "f_max": f_max,
+    }
+
+
+# ---- export --------------------------------------------------------------------------------------
+def _dims_for(name: str, shape: tuple[int, ...], grid: PhaseSpaceGrid | None, lead: tuple[str, ...] = ()):
+    """Dimension names for a field of ``shape``: spatial ``x, y, z`` then component axes ``i, j``."""
+    if grid is not None and shape[:3] == tuple(grid.nx):
+        rest = shape[3:]
+        if len(rest) <= 2 and all(r == 3 for r in rest):
+            return (*lead, "x", "y", "z", *("i", "j")[: len(rest)])
+    return (*lead, *(f"{name}_dim{k}" for k in range(len(shape))))
+
+
+def _coords(grid: PhaseSpaceGrid | None, dims: Sequence[str]) -> dict:
+    coords = {}
+    if grid is not None:
+        for d, c in enumerate(_COMPONENTS):
+            if c in dims:
+                coords[c] = grid.x_centers(d)
+    for c in ("i", "j"):
+        if c in dims:
+            coords[c] = list(_COMPONENTS)
+    return coords
+
+
+def to_xarray(moments_dict: Mapping[str, ArrayLike], grid: PhaseSpaceGrid) -> xr.Dataset:
+    """Per-cell fields (e.g. :func:`moments` output) as an :class:`xarray.Dataset`.
+
+    Arrays of shape ``(nx, ny, nz)`` get dims ``("x", "y", "z")`` with the cell centres as
+    coordinates; ``(nx, ny, nz, 3)`` adds a component dim ``"i"`` and ``(nx, ny, nz, 3, 3)`` adds
+    ``("i", "j")``, both labelled ``["x", "y", "z"]``. Scalars become 0-d variables; any other shape
+    gets generic dims ``<name>_dim<k>``. Values are copied to the host.
+    """
+    data_vars = {}
+    coords: dict = {}
+    for name, value in moments_dict.items():
+        a = np.asarray(value)
+        dims = _dims_for(name, a.shape, grid)
+        data_vars[name] = (dims, a)
+        coords.update(_coords(grid, dims))
+    return xr.Dataset(data_vars, coords=coords, attrs={"units": "normalized"})
+
+
+def _columns(records) -> dict[str, np.ndarray]:
+    """Records (list of dicts, one per time) or a dict of arrays -> dict of stacked host arrays."""
+    if isinstance(records, Mapping):
+        return {k: np.asarray(v) for k, v in records.items()}
+    records = list(records)
+    if not records:
+        raise ConfigError("no records given")
+    keys: list[str] = []
+    for r in records:
+        keys.extend(k for k in r if k not in keys)
+    out = {}
+    for k in keys:
+        missing = [i for i, r in enumerate(records) if k not in r]
+        if missing:
+            raise ConfigError(f"record {missing[0]} has no {k!r} (every record needs the same keys)")
+        out[k] = np.stack([np.asarray(r[k]) for r in records])
+    return out
+
+
+def timeseries_to_xarray(
+    records: Sequence[Mapping[str, ArrayLike]] | Mapping[str, ArrayLike],
+    time: ArrayLike | None = None,
+    grid: PhaseSpaceGrid | None = None,
+) -> xr.Dataset:
+    """Time series as an :class:`xarray.Dataset` indexed by ``time``.
+
+    Args:
+      records: a list of dicts (one per output time, e.g. :func:`global_diagnostics` results plus a
+        ``"time"`` entry) or a dict of arrays whose first axis is time.
+      time: the time coordinate; by default the ``"time"`` entry of the records, else ``0, 1, ...``.
+      grid: if given, per-cell entries (``(nt, nx, ny, nz[, 3[, 3]])``) get ``x, y, z, i, j`` dims
+        and coordinates as in :func:`to_xarray`.
+
+    Returns:
+      Dataset with dim ``time``; scalar series are 1D variables.
+    """
+    cols = _columns(records)
+    t = cols.pop("time", None) if time is None else np.asarray(time)
+    cols.pop("time", None)
+    lengths = {k: v.shape[0] if v.ndim else None for k, v in cols.items()}
+    nt = next((n for n in lengths.values() if n is not None), 0 if t is None else len(t))
+    t = np.arange(nt) if t is None else np.asarray(t)
+    data_vars, coords = {}, {"time": t}
+    for name, a in cols.items():
+        if a.ndim == 0 or a.shape[0] != len(t):
+            raise ConfigError(f"{name!r} has shape {a.shape}, expected a leading time axis of {len(t)}")
+        dims = _dims_for(name, a.shape[1:], grid, lead=("time",))
+        data_vars[name] = (dims, a)
+        coords.update(_coords(grid, dims))
+    return xr.Dataset(data_vars, coords=coords, attrs={"units": "normalized"})
+
+
+def write_csv(
+    records: Sequence[Mapping[str, ArrayLike]] | Mapping[str, ArrayLike],
+    path: str | os.PathLike,
+    columns: Sequence[str] | None = None,
+) -> str:
+    """Write scalar time series as CSV, one row per output time.
+
+    Args:
+      records: a list of dicts (one per time) or a dict of 1D arrays; values must be scalars.
+      path: output file (parent directories are created).
+      columns: column order; default ``time`` first (if present), then the records' key order.
+
+    Returns:
+      ``path`` as a string.
+
+    Raises:
+      ConfigError: a requested column is missing or a value is not a scalar.
+    """
+    cols = _columns(records)
+    if columns is None:
+        columns = (["time"] if "time" in cols else []) + [k for k in cols if k != "time"]
+    columns = list(columns)
+    missing = [c for c in columns if c not in cols]
+    if missing:
+        raise ConfigError(f"unknown CSV column(s) {missing}; available: {sorted(cols)}")
+    for c in columns:
+        if cols[c].ndim != 1:
+            raise ConfigError(f"CSV column {c!r} must be one scalar per time, got shape {cols[c].shape}")
+    df = pd.DataFrame({c: cols[c] for c in columns}, columns=columns)
+    path = os.fspath(path)
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    df.to_csv(path, index=False)
+    return path
