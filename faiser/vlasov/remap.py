@@ -19,13 +19,13 @@ a prescribed value continued outside; shape of ``f`` with the remapped axis of l
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-Side = Union[str, jax.Array]
+Side = str | jax.Array
 Scheme = Literal["ppm", "plm"]
 
 _GHOST = 3  # 2 for the PPM stencil + 1 for the cell upstream of the shifted interval
@@ -207,8 +207,9 @@ def remap_affine(
         u2 = jnp.clip(hi - i, 0.0, 1.0)
         ii = i.astype(jnp.int32)
         idx = (jnp.mod(ii, n) if periodic else jnp.clip(ii, -1, n)) + 1
-        take = lambda a: jnp.take_along_axis(jnp.broadcast_to(a, _with_axis(out.shape, axis, n + 2)), idx, axis=axis)
-        out = out + _integral(take(f0), take(fL), take(fR), u1, u2)
+        full = _with_axis(out.shape, axis, n + 2)
+        f0k, fLk, fRk = (jnp.take_along_axis(jnp.broadcast_to(a, full), idx, axis=axis) for a in (f0, fL, fR))
+        out = out + _integral(f0k, fLk, fRk, u1, u2)
     return out
 
 
