@@ -105,6 +105,7 @@ def simulate(
             "species": [dataclasses.asdict(s) for s in stepper.species],
             "stepper": {
                 "splitting": "strang",
+                "dt": stepper.dt,
                 "translation_substeps": stepper.translation_substeps,
                 "rotation_substeps": stepper.rotation_substeps,
                 "rotation_per_substep_deg": float(np.degrees(stepper.rotation_per_substep)),
@@ -137,7 +138,7 @@ def simulate(
         "wall_s": wall,
         "compile_s": compile_s,
         "steps": built.n_steps,
-        "simulated_time": built.n_steps * cfg.dt,
+        "simulated_time": built.n_steps * stepper.dt,
         "device": str(jax.devices()[0].device_kind),
         "phase_space_cells": built.grid.num_cells,
         "cell_updates_per_s": built.grid.num_cells * built.n_steps / wall if wall > 0 else None,

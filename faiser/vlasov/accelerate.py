@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from faiser.grid import PhaseSpaceGrid
-from faiser.vlasov.remap import Scheme, remap_affine, remap_shift
+from faiser.vlasov.remap import Limiter, Scheme, remap_affine, remap_shift
 
 AXIS_ORDER = (2, 0, 1)
 MAX_ANGLE = math.radians(22.0)
@@ -76,6 +76,7 @@ def apply_affine_velocity_map(
     M: jax.Array,
     c: jax.Array,
     scheme: Scheme = "ppm",
+    limiter: Limiter = "ep",
 ) -> jax.Array:
     """Remap ``f`` (6D) by the per-cell affine velocity map ``v -> M v + c`` (M: (nx,ny,nz,3,3)).
 
@@ -109,7 +110,7 @@ def apply_affine_velocity_map(
         a6 = _velocity_shape(a, grid, p).astype(f.dtype)
         vmin, dv = grid.v_min[p], grid.dv[p]
         offset_idx = (a6 * vmin + off - vmin) / dv
-        f = remap_affine(f, a6, offset_idx, axis=3 + p, scheme=scheme)
+        f = remap_affine(f, a6, offset_idx, axis=3 + p, scheme=scheme, limiter=limiter)
         done.append(p)
     return f
 
@@ -124,6 +125,7 @@ def accelerate(
     substeps: int = 1,
     magnetized: bool = True,
     scheme: Scheme = "ppm",
+    limiter: Limiter = "ep",
 ) -> jax.Array:
     """Advance ``f`` (6D) through the Lorentz force of per-cell ``E``, ``B`` (nx,ny,nz,3) over ``dt``.
 
@@ -140,13 +142,13 @@ def accelerate(
             small = jnp.max(jnp.abs(shift)) < 1.0
             f = jax.lax.cond(
                 small,
-                lambda g, s, ax=3 + p: remap_shift(g, s, ax, scheme=scheme, bounded=True),
-                lambda g, s, ax=3 + p: remap_shift(g, s, ax, scheme=scheme, bounded=False),
+                lambda g, s, ax=3 + p: remap_shift(g, s, ax, scheme=scheme, limiter=limiter, bounded=True),
+                lambda g, s, ax=3 + p: remap_shift(g, s, ax, scheme=scheme, limiter=limiter, bounded=False),
                 f,
                 shift,
             )
         return f
     M, c = lorentz_map(E, B, charge_to_mass, dt / substeps)
     for _ in range(substeps):
-        f = apply_affine_velocity_map(f, grid, M, c, scheme)
+        f = apply_affine_velocity_map(f, grid, M, c, scheme, limiter)
     return f

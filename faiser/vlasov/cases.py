@@ -31,6 +31,7 @@ class CommonConfig:
     dt: float = 0.1
     t_end: float = 40.0
     scheme: str = "ppm"
+    limiter: str = "ep"
     f_min: float = 0.0
     dtype: str = "float32"
     diag_every: int = 1
@@ -94,10 +95,11 @@ class LarmorConfig(CommonConfig):
 
     B: Vec3 = (0.0, 0.0, 1.0)
     E: Vec3 = (0.0, 0.0, 0.0)
-    drift: Vec3 = (2.0, 0.0, 0.0)
-    temperature: float = 0.25
+    drift: Vec3 = (1.0, 0.0, 0.0)
+    temperature: float = 1.0
     nv: int = 32
-    vmax: float = 4.0
+    vmax: float = 6.0
+    dt: float = 0.37
     t_end: float = 2 * math.pi
 
 
@@ -144,7 +146,18 @@ def _steps(cfg: CommonConfig) -> int:
         raise ConfigError(f"t_end must be >= 0, got {cfg.t_end}")
     if cfg.diag_every < 1:
         raise ConfigError("diag_every must be >= 1")
-    return int(round(cfg.t_end / cfg.dt))
+    return max(1, math.ceil(cfg.t_end / cfg.dt - 1e-9)) if cfg.t_end > 0 else 0
+
+
+def _effective_dt(cfg: CommonConfig) -> float:
+    """The largest dt <= cfg.dt that ends exactly at t_end."""
+    n = _steps(cfg)
+    return cfg.t_end / n if n else cfg.dt
+
+
+def _stepper(cfg: CommonConfig, grid: PhaseSpaceGrid, species, fields) -> Stepper:
+    dt = _effective_dt(cfg)
+    return Stepper(grid, (species,), fields, dt, scheme=cfg.scheme, limiter=cfg.limiter, f_min=cfg.f_min)
 
 
 def _es_grid(cfg) -> PhaseSpaceGrid:
@@ -159,7 +172,7 @@ def _build_es(name: str, cfg, f0, species=ELECTRON, fields=None) -> Case:
     f = f0(grid, dtype)
     dist.validate_distribution(f, grid)
     fields = fields or ElectrostaticFields()
-    stepper = Stepper(grid, (species,), fields, cfg.dt, scheme=cfg.scheme, f_min=cfg.f_min)
+    stepper = _stepper(cfg, grid, species, fields)
     state = stepper.initialize(State.create(f, dtype=dtype))
     return Case(name, cfg, stepper, state, _steps(cfg), ElectrostaticUnits(), "electric_energy")
 
@@ -206,7 +219,7 @@ def _build_gyration(name: str, cfg: LarmorConfig) -> Case:
     f = dist.maxwellian(grid, 1.0, cfg.drift, cfg.temperature, dtype=dtype)
     dist.validate_distribution(f, grid)
     fields = PrescribedFields(E=tuple(cfg.E), B=tuple(cfg.B))
-    stepper = Stepper(grid, (PROTON,), fields, cfg.dt, scheme=cfg.scheme, f_min=cfg.f_min)
+    stepper = _stepper(cfg, grid, PROTON, fields)
     state = stepper.initialize(State.create(f, dtype=dtype))
     return Case(name, cfg, stepper, state, _steps(cfg), HybridUnits(), "bulk_velocity")
 

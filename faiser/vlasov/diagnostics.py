@@ -16,6 +16,7 @@ the grid and species static) except the export helpers, which run on the host.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -43,6 +44,20 @@ __all__ = [
 ]
 
 _COMPONENTS = ("x", "y", "z")
+_MOMENT_KEYS = ("density", "bulk_velocity", "pressure", "temperature", "heat_flux")
+_GLOBAL_KEYS = (
+    "mass",
+    "momentum_x",
+    "momentum_y",
+    "momentum_z",
+    "kinetic_energy",
+    "electric_energy",
+    "magnetic_energy",
+    "total_energy",
+    "l2_norm",
+    "f_min",
+    "f_max",
+)
 
 
 def _floor(dtype) -> float:
@@ -89,7 +104,12 @@ def moments(f: ArrayLike, grid: PhaseSpaceGrid, mass: float = 1.0) -> dict[str, 
 
       Cells with ``n <= sqrt(finfo.tiny)`` (vacuum) get ``V = 0`` and ``T = 0`` (no NaNs).
     """
-    f = _check_f(f, grid)
+    out = _moments(_check_f(f, grid), grid, mass)
+    return {k: out[k] for k in _MOMENT_KEYS}
+
+
+@functools.partial(jax.jit, static_argnames=("grid",))
+def _moments(f: jax.Array, grid: PhaseSpaceGrid, mass) -> dict[str, jax.Array]:
     dtype = f.dtype
     floor = _floor(dtype)
     dv3 = grid.velocity_cell_volume
@@ -141,9 +161,7 @@ def moments(f: ArrayLike, grid: PhaseSpaceGrid, mass: float = 1.0) -> dict[str, 
     }
 
 
-def anisotropy(
-    pressure: ArrayLike, density: ArrayLike, B: ArrayLike
-) -> tuple[jax.Array, jax.Array, jax.Array]:
+def anisotropy(pressure: ArrayLike, density: ArrayLike, B: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Temperatures parallel and perpendicular to the magnetic field, per cell.
 
     ``T_par = b . P . b / n`` and ``T_perp = (tr P - b . P . b) / (2 n)`` with ``b = B / |B|``;
@@ -161,6 +179,11 @@ def anisotropy(
       with ``n`` below ``sqrt(finfo.tiny)`` get zero temperatures, and cells with ``t_par`` below
       it get ``ratio = 1`` (undefined anisotropy; no NaNs).
     """
+    return _anisotropy(pressure, density, B)
+
+
+@jax.jit
+def _anisotropy(pressure, density, B):
     P = jnp.asarray(pressure)
     P = P.astype(_float_dtype(P))
     dtype = P.dtype
@@ -195,9 +218,13 @@ def non_maxwellianity(f: ArrayLike, grid: PhaseSpaceGrid, mass: float = 1.0) -> 
       ``eps_M`` of shape ``(nx, ny, nz)``; 0 in vacuum cells and in cells with zero temperature
       (where ``f_M`` does not exist on the grid).
     """
-    f = _check_f(f, grid)
+    return _non_maxwellianity(_check_f(f, grid), grid, mass)
+
+
+@functools.partial(jax.jit, static_argnames=("grid",))
+def _non_maxwellianity(f: jax.Array, grid: PhaseSpaceGrid, mass) -> jax.Array:
     floor = _floor(f.dtype)
-    mom = moments(f, grid, mass)
+    mom = _moments(f, grid, mass)
     n, V, T = mom["density"], mom["bulk_velocity"], mom["temperature"]
     ok = (n > floor) & (T > floor)
     fM = maxwellian(
@@ -254,6 +281,12 @@ def global_diagnostics(
     if not fs:
         raise ConfigError("global_diagnostics needs at least one species")
     fs = tuple(_check_f(fi, grid) for fi in fs)
+    out = _global_diagnostics(fs, E, B, grid, species)
+    return {k: out[k] for k in _GLOBAL_KEYS}  # jit returns dicts with sorted keys; keep the documented order
+
+
+@functools.partial(jax.jit, static_argnames=("grid", "species"))
+def _global_diagnostics(fs, E, B, grid: PhaseSpaceGrid, species: tuple[Species, ...]):
     dtype = jnp.result_type(*fs)
     dP = grid.phase_cell_volume
     dV = grid.cell_volume

@@ -20,6 +20,7 @@ parameters are done only for concrete values. Everything here uses ``jax.numpy``
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -108,10 +109,28 @@ def _v(grid: PhaseSpaceGrid, d: int, dtype: DTypeLike) -> jax.Array:
 
 def _unit_vector(b: ArrayLike, grid: PhaseSpaceGrid, dtype: DTypeLike, name: str) -> jax.Array:
     b = _spatial_vector(b, grid, dtype, name)
-    norm = jnp.linalg.norm(b, axis=-1, keepdims=True)
-    if _is_concrete(norm) and not np.all(np.asarray(norm) > 0):
-        raise ConfigError(f"{name} must be a non-zero vector")
-    return b / norm
+    return b / jnp.linalg.norm(b, axis=-1, keepdims=True)
+
+
+def _check_nonzero(name: str, vec) -> None:
+    if _is_concrete(vec):
+        a = np.asarray(vec, dtype=float)
+        if a.ndim == 0 or a.shape[-1] != 3:
+            raise ConfigError(f"{name} must have 3 components in its last axis, got shape {a.shape}")
+        if not np.all(np.isfinite(a)) or not np.all(np.linalg.norm(a, axis=-1) > 0):
+            raise ConfigError(f"{name} must be a finite non-zero vector")
+
+
+def _host(x):
+    """Leave JAX values alone (they may be traced); turn Python/NumPy input into a NumPy array."""
+    return x if isinstance(x, (jax.Array, jax.core.Tracer)) else np.asarray(x)
+
+
+def _dt(dtype: DTypeLike) -> np.dtype:
+    return np.dtype(dtype)
+
+
+_jit = functools.partial(jax.jit, static_argnames=("grid", "dtype"))
 
 
 def _full(f: jax.Array, grid: PhaseSpaceGrid, dtype: DTypeLike) -> jax.Array:
@@ -153,6 +172,11 @@ def maxwellian(
     _check_positive("density", density, allow_zero=True)
     _check_positive("temperature", temperature)
     _check_positive("mass", mass)
+    return _maxwellian(grid, *map(_host, (density, bulk_velocity, temperature, mass)), dtype=_dt(dtype))
+
+
+@_jit
+def _maxwellian(grid, density, bulk_velocity, temperature, mass, dtype):
     n = _to6(_spatial_param(density, grid, dtype, "density"))
     V = _spatial_vector(bulk_velocity, grid, dtype, "bulk_velocity")
     vth2 = _to6(_spatial_param(temperature, grid, dtype, "temperature")) / jnp.asarray(mass, dtype)
@@ -163,9 +187,7 @@ def maxwellian(
     return _full(f, grid, dtype)
 
 
-def _gaussian(
-    grid: PhaseSpaceGrid, n: jax.Array, V: jax.Array, cov: jax.Array, dtype: DTypeLike
-) -> jax.Array:
+def _gaussian(grid: PhaseSpaceGrid, n: jax.Array, V: jax.Array, cov: jax.Array, dtype: DTypeLike) -> jax.Array:
     """Normal distribution with covariance ``cov`` (``(3, 3)`` or ``(nx, ny, nz, 3, 3)``), marginalized
     onto the resolved velocity axes (exact: the marginal of a Gaussian uses the sub-covariance)."""
     R = grid.velocity_dims
@@ -220,6 +242,13 @@ def bi_maxwellian(
     _check_positive("t_par", t_par)
     _check_positive("t_perp", t_perp)
     _check_positive("mass", mass)
+    _check_nonzero("b_direction", b_direction)
+    args = map(_host, (density, bulk_velocity, t_par, t_perp, b_direction, mass))
+    return _bi_maxwellian(grid, *args, dtype=_dt(dtype))
+
+
+@_jit
+def _bi_maxwellian(grid, density, bulk_velocity, t_par, t_perp, b_direction, mass, dtype):
     n = _spatial_param(density, grid, dtype, "density")
     V = _spatial_vector(bulk_velocity, grid, dtype, "bulk_velocity")
     tpa = _spatial_param(t_par, grid, dtype, "t_par")[..., None, None]
@@ -368,6 +397,12 @@ def kappa(
     _check_positive("density", density, allow_zero=True)
     _check_positive("temperature", temperature)
     _check_positive("mass", mass)
+    args = map(_host, (density, bulk_velocity, temperature, mass))
+    return _kappa(grid, *args, kap=kap, renormalize=bool(renormalize), dtype=_dt(dtype))
+
+
+@functools.partial(jax.jit, static_argnames=("grid", "kap", "renormalize", "dtype"))
+def _kappa(grid, density, bulk_velocity, temperature, mass, kap, renormalize, dtype):
     n = _spatial_param(density, grid, dtype, "density")
     V = _spatial_vector(bulk_velocity, grid, dtype, "bulk_velocity")
     T = _to6(_spatial_param(temperature, grid, dtype, "temperature"))
@@ -419,6 +454,13 @@ def ring(
     _check_positive("density", density, allow_zero=True)
     _check_positive("v_perp0", v_perp0, allow_zero=True)
     _check_positive("thermal_speed", thermal_speed)
+    _check_nonzero("b_direction", b_direction)
+    args = map(_host, (density, v_perp0, thermal_speed, b_direction, bulk_velocity))
+    return _ring(grid, *args, dtype=_dt(dtype))
+
+
+@_jit
+def _ring(grid, density, v_perp0, thermal_speed, b_direction, bulk_velocity, dtype):
     n = _spatial_param(density, grid, dtype, "density")
     u0 = _to6(_spatial_param(v_perp0, grid, dtype, "v_perp0"))
     vth2 = _to6(_spatial_param(thermal_speed, grid, dtype, "thermal_speed")) ** 2
@@ -460,6 +502,11 @@ def perturb(
     """
     if axis not in (0, 1, 2):
         raise ConfigError(f"axis must be 0, 1 or 2, got {axis!r}")
+    return _perturb(_host(f), grid, *map(_host, (alpha, k, phase)), axis=axis)
+
+
+@functools.partial(jax.jit, static_argnames=("grid", "axis"))
+def _perturb(f, grid, alpha, k, phase, axis):
     f = jnp.asarray(f)
     x = jnp.asarray(grid.x_mesh(axis) - grid.x_min[axis], f.dtype)
     return (f * (1.0 + alpha * jnp.cos(k * x + phase))).astype(f.dtype)

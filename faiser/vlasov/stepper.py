@@ -19,7 +19,7 @@ from faiser.grid import PhaseSpaceGrid
 from faiser.vlasov import diagnostics as diag
 from faiser.vlasov.accelerate import MAX_ANGLE, accelerate, num_substeps
 from faiser.vlasov.fields import FieldModel
-from faiser.vlasov.remap import Scheme
+from faiser.vlasov.remap import Limiter, Scheme
 from faiser.vlasov.sparsity import apply_threshold
 from faiser.vlasov.state import Species, State
 from faiser.vlasov.translate import cfl_number, translate
@@ -39,6 +39,7 @@ class Stepper:
         ``|v| dt / dx < 1``, the rotation to at most 22 degrees per substep; a ``dt`` that
         would need more than 16 translation substeps raises :class:`TimeStepError`.
       scheme: ``"ppm"`` (default) or ``"plm"`` reconstruction.
+      limiter: ``"ep"`` (extremum preserving, positive; default), ``"mono"`` or ``"none"``.
       f_min: sparsity threshold (0 disables); removed mass is counted in ``state.mass_lost``.
       inflow: per species, a mapping ``(axis, side) -> ghost values`` for inflow boundaries.
     """
@@ -50,6 +51,7 @@ class Stepper:
         fields: FieldModel,
         dt: float,
         scheme: Scheme = "ppm",
+        limiter: Limiter = "ep",
         f_min: float = 0.0,
         inflow: Sequence[Mapping[tuple[int, int], jax.Array]] | None = None,
     ):
@@ -57,6 +59,8 @@ class Stepper:
             raise TimeStepError(f"dt must be a positive finite number, got {dt!r}")
         if scheme not in ("ppm", "plm"):
             raise ConfigError(f"unknown scheme {scheme!r}; use 'ppm' or 'plm'")
+        if limiter not in ("ep", "mono", "none"):
+            raise ConfigError(f"unknown limiter {limiter!r}; use 'ep', 'mono' or 'none'")
         if not (math.isfinite(f_min) and f_min >= 0):
             raise ConfigError(f"f_min must be >= 0, got {f_min!r}")
         self.grid = grid
@@ -64,6 +68,7 @@ class Stepper:
         self.fields = fields
         self.dt = float(dt)
         self.scheme = scheme
+        self.limiter = limiter
         self.f_min = float(f_min)
         self.inflow = tuple(inflow) if inflow is not None else (None,) * len(self.species)
         cfl = cfl_number(grid, 0.5 * self.dt)
@@ -89,7 +94,7 @@ class Stepper:
         out = []
         for f, inflow in zip(fs, self.inflow):
             for _ in range(n):
-                f = translate(f, self.grid, dt / n, self.scheme, inflow, bounded=True)
+                f = translate(f, self.grid, dt / n, self.scheme, inflow, bounded=True, limiter=self.limiter)
             out.append(f)
         return tuple(out)
 
@@ -104,6 +109,7 @@ class Stepper:
             f = accelerate(
                 f, g, state.E, state.B, s.charge_to_mass, dt,
                 substeps=self.rotation_substeps, magnetized=self.magnetized, scheme=self.scheme,
+                limiter=self.limiter,
             )
             removed = (before - jnp.sum(f)) * g.phase_cell_volume
             fs.append(f)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from faiser.grid import PhaseSpaceGrid
-from faiser.vlasov.remap import Scheme, Side, remap_shift
+from faiser.vlasov.remap import Limiter, Scheme, Side, remap_shift
 
 # Vlasiator translates along z, then x, then y.
 AXIS_ORDER = (2, 0, 1)
@@ -42,6 +42,7 @@ def translate(
     scheme: Scheme = "ppm",
     inflow: Mapping[tuple[int, int], jax.Array] | None = None,
     bounded: bool = True,
+    limiter: Limiter = "ep",
 ) -> jax.Array:
     """Advance ``f`` (6D, ``grid.shape``) by free streaming over ``dt``.
 
@@ -60,6 +61,7 @@ def translate(
             left=_side(grid, d, 0, inflow),
             right=_side(grid, d, 1, inflow),
             scheme=scheme,
+            limiter=limiter,
             bounded=bounded,
         )
     return f

@@ -1,0 +1,88 @@
+"""``faiser bench stepper``: JSON structure and positive figures on a tiny run (no timing thresholds)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from faiser.bench import STEPPER_CASES, resolve_settings
+from faiser.cli import main
+from faiser.errors import ConfigError
+
+TINY = ["--set", "scale=0.03", "--set", "nv_scale=0.25", "--set", "steps=1", "--set", "repeats=1"]
+ENV_KEYS = {
+    "jax_version", "backend", "device_kind", "device_count", "cpu_count", "platform", "python_version",
+}  # fmt: skip
+CASE_KEYS = {
+    "grid_shape", "num_cells", "dtype", "dt", "n_steps", "repeats", "compile_s", "chunk_s",
+    "median_step_s", "min_step_s", "max_step_s", "cell_updates_per_s", "translation_substeps",
+    "rotation_substeps", "finite",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "b.json"
+    code = main(["bench", "stepper", *TINY, "--out", str(out)])
+    return code, out
+
+
+def test_bench_stepper_json(tiny_run, capsys):
+    code, out = tiny_run
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "stepper"
+    assert ENV_KEYS <= set(data["environment"])
+    assert data["environment"]["device_count"] >= 1
+    assert set(data["cases"]) == set(STEPPER_CASES)
+    assert data["settings"]["steps"] == 1 and data["settings"]["repeats"] == 1
+    for name, r in data["cases"].items():
+        assert CASE_KEYS <= set(r), name
+        assert r["num_cells"] == math.prod(r["grid_shape"])
+        assert r["num_cells"] > 0 and r["dtype"] == "float32"
+        assert r["n_steps"] == 1 and len(r["chunk_s"]) == 1
+        assert r["compile_s"] > 0 and r["median_step_s"] > 0
+        assert 0 < r["min_step_s"] <= r["median_step_s"] <= r["max_step_s"]
+        assert r["cell_updates_per_s"] == pytest.approx(r["num_cells"] / r["median_step_s"])
+        assert r["finite"] is True
+    # scaled sizes: nx -> max(4, int(nx * scale)), nv likewise with nv_scale
+    assert data["cases"]["landau_1d1v"]["grid_shape"] == [30, 1, 1, 256, 1, 1]
+    assert data["cases"]["2d3v"]["grid_shape"] == [4, 4, 1, 6, 6, 6]
+    assert not list(Path(out).parent.glob(".b.json.*"))  # no temporary file left behind
+
+
+def test_bench_unknown_key_exit_2(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert main(["bench", "stepper", "--set", "nx=12", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "nx" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"cases": "landau_1d1v,nope"}, {"cases": ""}, {"repeats": "0"}, {"steps": "1.5"}, {"dtype": "int8"},
+     {"scale": "-1"}, {"nv_scale": "nan"}],
+)  # fmt: skip
+def test_bench_bad_values(overrides):
+    with pytest.raises(ConfigError):
+        resolve_settings(overrides)
+
+
+def test_bench_settings_subset():
+    s = resolve_settings({"cases": "2d3v, landau_1d1v", "repeats": "5", "steps": "10", "dtype": "float64"})
+    assert s["cases"] == ("2d3v", "landau_1d1v") and s["repeats"] == 5 and s["steps"] == 10
+    assert s["dtype"] == "float64"
+
+
+def test_benchmark_script_bad_key(tmp_path, capsys):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_stepper.py"
+    spec = importlib.util.spec_from_file_location("bench_stepper_script", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--out", str(tmp_path / "b.json"), "--set", "bogus=1"]) == 2
+    assert "bogus" in capsys.readouterr().err
