@@ -1,0 +1,173 @@
+"""Physics of the reference stepper against analytic results (DESIGN.md validation references)."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.optimize import fsolve
+from scipy.signal import argrelmax
+from scipy.special import wofz
+
+from faiser.grid import PhaseSpaceGrid
+from faiser.simulation import simulate
+from faiser.vlasov import distributions as dist
+from faiser.vlasov.accelerate import rotation_matrix
+from faiser.vlasov.fields import ElectrostaticFields
+from faiser.vlasov.state import ELECTRON, State
+from faiser.vlasov.stepper import Stepper
+
+B_OBLIQUE = tuple(np.array([0.3, 0.4, 0.866]) / np.linalg.norm([0.3, 0.4, 0.866]))
+
+
+def _plasma_z(z):
+    return 1j * math.sqrt(math.pi) * wofz(z)
+
+
+def _dispersion_root(k, beams, guess):
+    """Root omega of 1 + sum_j n_j (1 + zeta_j Z(zeta_j)) / (k^2 vth_j^2) = 0 (Maxwellian beams)."""
+
+    def eps(w):
+        s = 1.0 + 0j
+        for n, u, vth in beams:
+            z = (w - k * u) / (math.sqrt(2) * k * vth)
+            s += n * (1 + z * _plasma_z(z)) / (k * vth) ** 2
+        return s
+
+    x = fsolve(lambda x: [eps(x[0] + 1j * x[1]).real, eps(x[0] + 1j * x[1]).imag], guess, xtol=1e-12)
+    return x[0] + 1j * x[1]
+
+
+def test_dispersion_root_reproduces_published_landau_value():
+    w = _dispersion_root(0.5, [(1.0, 0.0, 1.0)], [1.4, -0.15])
+    assert w.real == pytest.approx(1.4157, abs=1e-4)
+    assert w.imag == pytest.approx(-0.1534, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_landau_damping_rate_and_frequency_from_defaults():
+    res = simulate("landau", progress=False)  # k = 0.5, alpha = 0.01 are the defaults
+    t = res.diagnostics["time"].values
+    ee = res.diagnostics["electric_energy"].values
+    peaks = argrelmax(ee)[0]
+    peaks = peaks[(t[peaks] > 2) & (t[peaks] < 35)]
+    assert len(peaks) >= 8
+    gamma = np.polyfit(t[peaks], np.log(ee[peaks]), 1)[0] / 2  # |E|^2 ~ exp(2 gamma t)
+    omega = math.pi / np.mean(np.diff(t[peaks]))  # |E|^2 peaks twice per period
+    assert gamma == pytest.approx(-0.1534, rel=0.02)
+    assert omega == pytest.approx(1.4157, rel=0.01)
+
+
+@pytest.mark.slow
+def test_two_stream_growth_rate_matches_dispersion_relation():
+    k, v0 = 0.2, 2.4
+    root = _dispersion_root(k, [(0.5, v0, 1.0), (0.5, -v0, 1.0)], [0.0, 0.2])
+    assert abs(root.real) < 1e-6 and root.imag > 0.1  # purely growing mode
+    res = simulate(
+        "two_stream",
+        {"k": k, "v0": v0, "alpha": 1e-6, "t_end": 45, "dtype": "float64"},
+        progress=False,
+    )
+    t = res.diagnostics["time"].values
+    ee = res.diagnostics["electric_energy"].values
+    window = (t >= 25) & (t <= 40)  # linear phase, after the damped modes have decayed
+    gamma = np.polyfit(t[window], np.log(ee[window]), 1)[0] / 2
+    assert gamma == pytest.approx(root.imag, rel=0.05)
+
+
+def _angle_about(b, v_num, v_ref):
+    """Signed angle from v_ref to v_num in the plane perpendicular to b."""
+    perp = lambda v: v - np.outer(v @ b, b)  # noqa: E731
+    a, e = perp(v_num), perp(v_ref)
+    return np.arctan2(np.einsum("ij,ij->i", np.cross(e, a), np.broadcast_to(b, a.shape)), np.einsum("ij,ij->i", a, e))
+
+
+def _bulk_velocity(ds):
+    return np.stack([ds[f"bulk_velocity_{c}"].values for c in "xyz"], -1)
+
+
+@pytest.mark.slow
+def test_gyration_angle_density_and_temperature_oblique_b():
+    from faiser.vlasov.diagnostics import moments
+
+    b = np.array(B_OBLIQUE)
+    period = 2 * math.pi  # Omega = q B / m = 1
+    res = simulate(
+        "larmor",
+        {"B": B_OBLIQUE, "t_end": 10 * period, "dt": period / 17, "nv": 32},
+        progress=False,
+    )
+    ds = res.diagnostics
+    t = ds["time"].values
+    V = _bulk_velocity(ds)
+    exact = np.array([np.asarray(rotation_matrix(jnp.asarray(b), jnp.asarray(-tt))) @ V[0] for tt in t])
+    ang = _angle_about(b, V, exact)
+    quarter = np.argmin(np.abs(t - period / 4))
+    # the quarter period is not a step boundary (17 steps per period): compare at the nearest one
+    assert abs(ang[quarter]) < 1e-3
+    assert np.all(np.abs(ang[t > 3 * period]) < 1e-3)  # several gyroperiods
+    # density: what stays plus what left the open velocity box
+    m = ds["mass"].values + ds["mass_lost"].values
+    assert np.max(np.abs(m / m[0] - 1)) < 1e-6
+    assert ds["mass_lost"].values[-1] / m[0] < 1e-4  # the box holds the VDF
+    T0 = float(moments(res.case.state.f[0], res.case.grid)["temperature"].ravel()[0])
+    T1 = float(moments(res.state.f[0], res.case.grid)["temperature"].ravel()[0])
+    assert abs(T1 / T0 - 1) < 0.01
+
+
+@pytest.mark.slow
+def test_exb_drift_velocity():
+    b = np.array(B_OBLIQUE)
+    E = 0.5 * np.cross(b, [1.0, 0.0, 0.0])  # perpendicular to B
+    u = np.cross(E, b)  # E x B / B^2 with |B| = 1
+    period = 2 * math.pi
+    res = simulate(
+        "exb",
+        {"B": tuple(b), "E": tuple(E), "drift": (0.0, 0.0, 0.0), "t_end": period, "dt": period / 34, "vmax": 5.0},
+        progress=False,
+    )
+    V = _bulk_velocity(res.diagnostics)
+    t = res.diagnostics["time"].values
+    mean = np.trapezoid(V, t, axis=0) / (t[-1] - t[0])  # gyro-average over one exact period
+    assert np.linalg.norm(mean - u) < 0.01 * np.linalg.norm(u)
+
+
+def _landau_energy_fn(nx=32, nv=64, steps=20):
+    grid = PhaseSpaceGrid.make_1d1v(nx, 4 * math.pi, nv, 6.0)
+    stepper = Stepper(grid, (ELECTRON,), ElectrostaticFields(), 0.1)
+
+    def energy(alpha):
+        f = dist.perturb(dist.maxwellian(grid, dtype=jnp.float64), grid, alpha, 0.5)
+        s = stepper.initialize(State.create(f))
+        s = stepper.advance(s, steps)
+        return 0.5 * jnp.sum(s.E**2) * grid.cell_volume
+
+    return energy, stepper, grid
+
+
+def test_gradient_of_electric_energy_matches_finite_difference():
+    with jax.enable_x64(True):
+        energy, _, _ = _landau_energy_fn()
+        alpha, h = 0.01, 1e-5
+        grad = float(jax.grad(energy)(alpha))
+        fd = (float(energy(alpha + h)) - float(energy(alpha - h))) / (2 * h)
+        assert grad == pytest.approx(fd, rel=1e-3)
+        assert abs(grad) > 0
+
+
+def test_jvp_through_the_field_solve():
+    with jax.enable_x64(True):
+        _, stepper, grid = _landau_energy_fn()
+        f = dist.perturb(dist.maxwellian(grid, dtype=jnp.float64), grid, 0.01, 0.5)
+        s = stepper.initialize(State.create(f))
+        direction = dist.perturb(dist.maxwellian(grid, dtype=jnp.float64), grid, 1.0, 1.0) * 1e-3
+
+        def e_after(f):
+            return stepper.step(s.replace(f=(f,))).E
+
+        _, tangent = jax.jvp(e_after, (s.f[0],), (direction,))
+        h = 1e-4
+        fd = (e_after(s.f[0] + h * direction) - e_after(s.f[0] - h * direction)) / (2 * h)
+        np.testing.assert_allclose(np.asarray(tangent), np.asarray(fd), rtol=1e-4, atol=1e-9)
+        assert float(jnp.max(jnp.abs(tangent))) > 0
