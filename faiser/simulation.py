@@ -106,7 +106,7 @@ def simulate(
             "stepper": {
                 "splitting": "strang",
                 "dt": stepper.dt,
-                "translation_substeps": stepper.translation_substeps,
+                "translation_cfl": stepper.cfl,
                 "rotation_substeps": stepper.rotation_substeps,
                 "rotation_per_substep_deg": float(np.degrees(stepper.rotation_per_substep)),
             },
@@ -153,10 +153,7 @@ def simulate(
 
 
 def _compile_chunk(stepper, state, n: int):
-    def run(s):
-        return jax.lax.fori_loop(0, n, lambda i, x: stepper.step(x), s)
-
-    return jax.jit(run).lower(state).compile()
+    return jax.jit(lambda s: stepper.multi_step(s, n)).lower(state).compile()
 
 
 def plot_diagnostics(ds: xr.Dataset, case: Case, path: Path) -> None:
