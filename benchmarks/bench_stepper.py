@@ -6,8 +6,9 @@ The same benchmark as ``faiser bench stepper``::
     python benchmarks/bench_stepper.py --out bench_stepper.json [--set KEY=VALUE ...]
 
 Keys: ``cases`` (comma-separated subset of landau_1d1v, magnetized_1d3v, 2d3v), ``repeats``,
-``steps``, ``warmup``, ``dtype`` (float32/float64), ``scale`` and ``nv_scale`` (factors on the
-spatial and velocity cells per axis, for quick runs). See :func:`faiser.bench.bench_stepper`.
+``steps``, ``warmup``, ``dtype`` (float32/float64), ``loop`` (step/multi_step), ``scale`` and
+``nv_scale`` (factors on the spatial and velocity cells per axis, for quick runs).
+See :func:`faiser.bench.bench_stepper`.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ ENV_KEYS = {
 CASE_KEYS = {
     "grid_shape", "num_cells", "dtype", "dt", "n_steps", "repeats", "compile_s", "chunk_s",
     "median_step_s", "min_step_s", "max_step_s", "cell_updates_per_s", "translation_substeps",
-    "rotation_substeps", "finite",
+    "rotation_substeps", "loop", "finite",
 }  # fmt: skip
 
 
@@ -66,7 +66,7 @@ def test_bench_unknown_key_exit_2(tmp_path, capsys):
 @pytest.mark.parametrize(
     "overrides",
     [{"cases": "landau_1d1v,nope"}, {"cases": ""}, {"repeats": "0"}, {"steps": "1.5"}, {"dtype": "int8"},
-     {"scale": "-1"}, {"nv_scale": "nan"}],
+     {"loop": "scan"}, {"scale": "-1"}, {"nv_scale": "nan"}],
 )  # fmt: skip
 def test_bench_bad_values(overrides):
     with pytest.raises(ConfigError):
@@ -76,7 +76,8 @@ def test_bench_bad_values(overrides):
 def test_bench_settings_subset():
     s = resolve_settings({"cases": "2d3v, landau_1d1v", "repeats": "5", "steps": "10", "dtype": "float64"})
     assert s["cases"] == ("2d3v", "landau_1d1v") and s["repeats"] == 5 and s["steps"] == 10
-    assert s["dtype"] == "float64"
+    assert s["dtype"] == "float64" and s["loop"] == "step"
+    assert resolve_settings({"loop": "multi_step"})["loop"] == "multi_step"
 
 
 def test_benchmark_script_bad_key(tmp_path, capsys):

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from faiser.grid import PhaseSpaceGrid
-from faiser.vlasov.remap import Limiter, Scheme, remap_affine, remap_shift
+from faiser.vlasov.remap import Limiter, Scheme, remap_affine, remap_shift, window_for
 
 AXIS_ORDER = (2, 0, 1)
 MAX_ANGLE = math.radians(22.0)
@@ -77,11 +77,16 @@ def apply_affine_velocity_map(
     c: jax.Array,
     scheme: Scheme = "ppm",
     limiter: Limiter = "ep",
+    max_angle: float | None = MAX_ANGLE,
 ) -> jax.Array:
     """Remap ``f`` (6D) by the per-cell affine velocity map ``v -> M v + c`` (M: (nx,ny,nz,3,3)).
 
     Only resolved velocity axes move; unresolved ones stay at v = 0 (the map restricted to the
     resolved subspace). Each axis is one conservative 1D remap with an open velocity box.
+    ``max_angle`` (static, radians) bounds the rotation of ``M``: for a rotation by ``theta`` the
+    stretches (pivots of ``M``: ``R_zz``, ``R_yy / R_zz``, ``1 / R_yy``) lie in
+    ``[cos theta, 1 / cos theta]``, which sizes the flux window of the fast remap. ``None``
+    means ``M`` is a general map (slower remap that integrates each pre-image).
     """
     active = [p for p in AXIS_ORDER if grid.nv[p] > 1]
     done: list[int] = []
@@ -110,7 +115,11 @@ def apply_affine_velocity_map(
         a6 = _velocity_shape(a, grid, p).astype(f.dtype)
         vmin, dv = grid.v_min[p], grid.dv[p]
         offset_idx = (a6 * vmin + off - vmin) / dv
-        f = remap_affine(f, a6, offset_idx, axis=3 + p, scheme=scheme, limiter=limiter)
+        window = None
+        if max_angle is not None:
+            deviation = (1.0 - math.cos(max_angle)) / math.cos(max_angle)
+            window = window_for(grid.nv[p], deviation)
+        f = remap_affine(f, a6, offset_idx, axis=3 + p, scheme=scheme, limiter=limiter, window=window)
         done.append(p)
     return f
 
@@ -126,10 +135,12 @@ def accelerate(
     magnetized: bool = True,
     scheme: Scheme = "ppm",
     limiter: Limiter = "ep",
+    max_angle: float | None = MAX_ANGLE,
 ) -> jax.Array:
     """Advance ``f`` (6D) through the Lorentz force of per-cell ``E``, ``B`` (nx,ny,nz,3) over ``dt``.
 
-    ``substeps`` (static) splits the rotation (see :func:`num_substeps`). With
+    ``substeps`` (static) splits the rotation (see :func:`num_substeps`); ``max_angle`` (static)
+    must bound the rotation of one substep (see :func:`apply_affine_velocity_map`). With
     ``magnetized=False`` (static; B known to vanish) the map is a pure shift per axis and the
     remaps avoid gathers when every shift is below one cell.
     """
@@ -150,5 +161,5 @@ def accelerate(
         return f
     M, c = lorentz_map(E, B, charge_to_mass, dt / substeps)
     for _ in range(substeps):
-        f = apply_affine_velocity_map(f, grid, M, c, scheme, limiter)
+        f = apply_affine_velocity_map(f, grid, M, c, scheme, limiter, max_angle)
     return f

@@ -19,6 +19,7 @@ a prescribed value continued outside; shape of ``f`` with the remapped axis of l
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import jax
@@ -57,9 +58,7 @@ def _ghosts(f: jax.Array, side: Side, at_left: bool, axis: int, width: int) -> j
 
 def pad(f: jax.Array, axis: int, left: Side, right: Side, width: int = _GHOST) -> jax.Array:
     """``f`` extended by ``width`` ghost cells on both sides of ``axis``."""
-    return jnp.concatenate(
-        [_ghosts(f, left, True, axis, width), f, _ghosts(f, right, False, axis, width)], axis=axis
-    )
+    return jnp.concatenate([_ghosts(f, left, True, axis, width), f, _ghosts(f, right, False, axis, width)], axis=axis)
 
 
 def reconstruct(fe: jax.Array, axis: int, scheme: Scheme = "ppm", limiter: Limiter | bool = "ep"):
@@ -141,7 +140,9 @@ def reconstruct(fe: jax.Array, axis: int, scheme: Scheme = "ppm", limiter: Limit
     u = jnp.clip(0.5 * (d + p6) / safe, 0.0, 1.0)
     vertex = dl + u * (d + p6 * (1.0 - u))
     pmin = jnp.minimum(jnp.minimum(dl, dr), jnp.where(p6 != 0, vertex, 0.0)) + f0
-    theta = jnp.where(pmin < 0, f0 / jnp.where(pmin < 0, f0 - pmin, 1.0), 1.0)
+    gap = f0 - pmin  # > 0 where the parabola dips below zero, unless f0 itself is (rounding) negative
+    theta = jnp.where(pmin < 0, jnp.clip(f0 / jnp.where(gap > 0, gap, 1.0), 0.0, 1.0), 1.0)
+    theta = jnp.where((pmin < 0) & (gap <= 0), 0.0, theta)
     return f0, f0 + theta * dl, f0 + theta * dr
 
 
@@ -211,21 +212,31 @@ def remap_shift(
         fe = pad(f, axis, left, right)
         f0, fL, fR = reconstruct(fe, axis, scheme, limiter)  # cells -1 .. n (index r = i + 1)
         return f - _fluxes(f0, fL, fR, shift, n, axis, 1) + _fluxes(f0, fL, fR, shift, n, axis, 0)
-    # Fractional part by the flux form on cells -1 .. n, then an exact integer shift per line.
+    # Exact integer shift per line first (one gather of the input), then the fraction in flux form.
     whole = jnp.floor(shift)
+    r = roll_lines(f, whole.astype(jnp.int32), axis, left, right, _GHOST)  # cells -3 .. n + 2
+    f0, fL, fR = reconstruct(r, axis, scheme, limiter)
     alpha = shift - whole
-    fe = pad(f, axis, left, right, _GHOST + 1)  # cells -4 .. n + 3
-    f0, fL, fR = reconstruct(fe, axis, scheme, limiter)  # cells -2 .. n + 1
-    m = n + 2
-    frac = _slice(fe, 3, m + 3, axis) - _fluxes(f0, fL, fR, alpha, m, axis, 1) + _fluxes(f0, fL, fR, alpha, m, axis, 0)
-    # beyond cells -1 and n the ghost value continues (constant outside for every kind but periodic)
-    ext = jnp.concatenate([_slice(fe, 0, 1, axis), frac, _slice(fe, m + 5, m + 6, axis)], axis=axis)
-    src = lax.broadcasted_iota(jnp.int32, f.shape, axis) - whole.astype(jnp.int32)
+    body = _slice(r, _GHOST, _GHOST + n, axis)
+    return body - _fluxes(f0, fL, fR, alpha, n, axis, 1) + _fluxes(f0, fL, fR, alpha, n, axis, 0)
+
+
+def roll_lines(f: jax.Array, shift: jax.Array, axis: int, left: Side, right: Side, extra: int = 0) -> jax.Array:
+    """Exact integer shift per line: ``out[i] = f[i - shift]`` for ``i`` in ``-extra .. n + extra - 1``.
+
+    ``shift`` (int) broadcasts against ``f`` with size 1 along ``axis``. Outside the line the
+    boundary continues: periodic wrap, or the ghost value of the side (open: 0, copy: the edge
+    value, inflow: the given value). One gather of ``f`` (XLA gathers from a materialized
+    array are fast; gathering from a fused computation is not).
+    """
+    n = f.shape[axis]
+    shape = _with_axis(jnp.broadcast_shapes(f.shape, jnp.shape(shift)), axis, n + 2 * extra)
+    src = lax.broadcasted_iota(jnp.int32, shape, axis) - extra - shift
     if isinstance(left, str) and left == "periodic":
-        idx = jnp.mod(src, n) + 2
-    else:
-        idx = jnp.clip(src, -2, n + 1) + 2
-    return jnp.take_along_axis(ext, idx, axis=axis)
+        return jnp.take_along_axis(jnp.broadcast_to(f, _with_axis(shape, axis, n)), jnp.mod(src, n), axis=axis)
+    fe = pad(f, axis, left, right, 1)
+    fe = jnp.broadcast_to(fe, _with_axis(shape, axis, n + 2))
+    return jnp.take_along_axis(fe, jnp.clip(src, -1, n) + 1, axis=axis)
 
 
 def _fluxes(f0, fL, fR, shift, n: int, axis: int, start: int):
@@ -251,16 +262,29 @@ def remap_affine(
     scheme: Scheme = "ppm",
     limiter: Limiter | bool = "ep",
     max_cells: int = 3,
+    window: int | None = None,
 ) -> jax.Array:
     """Remap every line along ``axis`` by the forward map ``xi -> stretch * xi + offset``.
 
     ``xi`` is the index coordinate (cell ``i`` spans ``[i, i+1]``). ``stretch`` (> 0) and
     ``offset`` broadcast against ``f`` and may vary between lines (a shear) but must have size 1
-    along ``axis``. ``max_cells`` (static) bounds the number of source cells a target cell's
-    pre-image can overlap: ``ceil(1 / stretch) + 1``; 3 covers stretches down to 0.5.
+    along ``axis``.
+
+    Two algorithms give the same result:
+
+    * ``window=None``: each target cell integrates the reconstruction over its pre-image,
+      gathering up to ``max_cells`` (static) source cells: ``ceil(1 / stretch) + 1``; 3 covers
+      stretches down to 0.5. Any stretch, any offset.
+    * ``window=W`` (static, faster): an exact integer shift per line (the displacement at the
+      line centre) followed by the flux form, where each edge flux sums at most ``W`` cells.
+      Valid when ``(n / 2) |1 - 1 / stretch| + 1/2 <= W`` (``n`` cells per line); see
+      :func:`window_for`. Used by the acceleration, whose stretches are bounded by the
+      rotation angle per substep.
 
     Returns the remapped array (same shape and dtype).
     """
+    if window is not None:
+        return _remap_affine_windowed(f, stretch, offset, axis, left, right, scheme, limiter, window)
     n = f.shape[axis]
     stretch = jnp.asarray(stretch, f.dtype)
     offset = jnp.asarray(offset, f.dtype)
@@ -282,6 +306,42 @@ def remap_affine(
         f0k, fLk, fRk = (jnp.take_along_axis(jnp.broadcast_to(a, full), idx, axis=axis) for a in (f0, fL, fR))
         out = out + _integral(f0k, fLk, fRk, u1, u2)
     return out
+
+
+def window_for(n: int, max_stretch_deviation: float) -> int:
+    """Static flux window for :func:`remap_affine` on lines of ``n`` cells whose stretches
+    satisfy ``|1 - 1 / stretch| <= max_stretch_deviation``."""
+    return max(1, math.ceil(0.5 * n * max_stretch_deviation + 0.5 + 1e-6))
+
+
+def _remap_affine_windowed(f, stretch, offset, axis, left, right, scheme, limiter, W: int):
+    n = f.shape[axis]
+    stretch = jnp.asarray(stretch, f.dtype)
+    offset = jnp.asarray(offset, f.dtype)
+    # displacement of the line centre, rounded: an exact integer pre-shift of each line
+    mid = 0.5 * n
+    whole = jnp.clip(jnp.round(mid - (mid - offset) / stretch), -(n + W + 4), n + W + 4)
+    extra = W + 2
+    r = roll_lines(f, whole.astype(jnp.int32), axis, left, right, extra)  # cells -extra .. n + extra - 1
+    f0, fL, fR = reconstruct(r, axis, scheme, limiter)  # cells -W .. n + W - 1
+    # residual displacement of each edge e = 0 .. n after the pre-shift
+    e = lax.broadcasted_iota(
+        f.dtype, _with_axis(jnp.broadcast_shapes(f.shape, stretch.shape, offset.shape), axis, n + 1), axis
+    )
+    c = offset - stretch * whole
+    s = jnp.clip(e - (e - c) / stretch, -W, W)
+    up = jnp.maximum(s, 0.0)
+    dn = jnp.maximum(-s, 0.0)
+    flux = jnp.zeros(s.shape, f.dtype)
+    for k in range(W):
+        # rightward: right part of cell e - 1 - k (index e - 1 - k + W in the reconstruction)
+        cell = [_slice(a, W - 1 - k, W - 1 - k + n + 1, axis) for a in (f0, fL, fR)]
+        flux = flux + _right_part(*cell, jnp.clip(up - k, 0.0, 1.0))
+        # leftward: left part of cell e + k
+        cell = [_slice(a, W + k, W + k + n + 1, axis) for a in (f0, fL, fR)]
+        flux = flux - _left_part(*cell, jnp.clip(dn - k, 0.0, 1.0))
+    body = _slice(r, extra, extra + n, axis)
+    return body + _slice(flux, 0, n, axis) - _slice(flux, 1, n + 1, axis)
 
 
 def _with_axis(shape, axis, size):

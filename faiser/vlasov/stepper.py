@@ -107,7 +107,7 @@ class Stepper:
             f = accelerate(
                 f, g, state.E, state.B, s.charge_to_mass, dt,
                 substeps=self.rotation_substeps, magnetized=self.magnetized, scheme=self.scheme,
-                limiter=self.limiter,
+                limiter=self.limiter, max_angle=self.rotation_per_substep,
             )  # fmt: skip
             fs.append(f)
             lost.append((before - jnp.sum(f)) * g.phase_cell_volume)
