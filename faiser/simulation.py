@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pandas as pd
 import xarray as xr
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from faiser import __version__
 from faiser.config import apply_overrides, load_json, to_json
@@ -42,6 +42,19 @@ class SimulationResult:
     diagnostics: xr.Dataset
     timing: dict
     out_dir: Path | None
+
+    @property
+    def initial_state(self):
+        """The state at t = 0 (fields initialized)."""
+        return self.case.state
+
+    @property
+    def grid(self):
+        return self.case.grid
+
+    @property
+    def config(self):
+        return self.case.config
 
 
 def resolve_config(case: str, overrides: Mapping[str, object] | None = None, config_file=None):
@@ -157,19 +170,23 @@ def _compile_chunk(stepper, state, n: int):
 
 
 def plot_diagnostics(ds: xr.Dataset, case: Case, path: Path) -> None:
-    """Plot the case's main diagnostic and the relative mass change to ``path`` (PNG)."""
-    import matplotlib
+    """Plot the case's main diagnostic and the relative mass change to ``path`` (PNG).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Uses matplotlib's object API only, so it leaves the caller's pyplot backend alone."""
+    from matplotlib.figure import Figure
 
     t = ds["time"].values
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2)
     ax = axes[0]
-    if case.main_diagnostic == "electric_energy":
+    if case.main_diagnostic == "electric_energy" and np.any(ds["electric_energy"].values > 0):
         ax.semilogy(t, ds["electric_energy"].values, lw=1)
         ax.set_ylabel("electric energy")
         ax.set_title(f"{case.name}: electric field energy")
+    elif case.main_diagnostic == "l2_norm":
+        ax.plot(t, ds["l2_norm"].values / ds["l2_norm"].values[0])
+        ax.set_ylabel("L2 norm / initial")
+        ax.set_title(f"{case.name}: L2 norm (numerical dissipation)")
     else:
         for c in "xyz":
             ax.plot(t, ds[f"bulk_velocity_{c}"].values, label=f"V{c}")
@@ -183,4 +200,3 @@ def plot_diagnostics(ds: xr.Dataset, case: Case, path: Path) -> None:
     axes[1].set_ylabel("relative mass change (incl. lost)")
     axes[1].set_title("mass conservation")
     fig.savefig(path, dpi=110)
-    plt.close(fig)

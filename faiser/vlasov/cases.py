@@ -210,7 +210,9 @@ def build_free_streaming(cfg: FreeStreamingConfig) -> Case:
     def f0(grid, dtype):
         return dist.perturb(dist.maxwellian(grid, dtype=dtype), grid, cfg.alpha, cfg.k)
 
-    return _build_es("free_streaming", cfg, f0, fields=PrescribedFields())
+    case = _build_es("free_streaming", cfg, f0, fields=PrescribedFields())
+    case.main_diagnostic = "l2_norm"
+    return case
 
 
 def _build_gyration(name: str, cfg: LarmorConfig) -> Case:

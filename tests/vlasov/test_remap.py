@@ -21,17 +21,9 @@ from scipy.special import erf, erfc
 
 from faiser.vlasov.remap import remap_affine, remap_shift
 
-SCHEMES = ("ppm", "plm")
 # (scheme, limiter) pairs: the default extremum-preserving PPM, the classic monotone PPM, PLM.
 VARIANTS = (("ppm", "ep"), ("ppm", "mono"), ("plm", "ep"))
 N = 48  # cells per line in the randomized float32 tests: one shape, one compilation per battery
-
-
-@pytest.fixture
-def x64():
-    """float64 for one test; the previous setting is restored afterwards."""
-    with jax.enable_x64(True):
-        yield
 
 
 def _profile(seed: int, kind: str, shape=(N,)) -> np.ndarray:
@@ -79,15 +71,18 @@ BCS = ("periodic", "open", "copy")
 F32_EPS = float(np.finfo(np.float32).eps)
 
 # Each test evaluates its cases in one jitted "battery" (one compilation per shape), so the
-# randomized tests cost microseconds per example.
+# randomized tests cost little per example. float64 tests run under ``jax.enable_x64(True)``,
+# which restores the previous setting on exit.
 
 
-def _shift(f, s, bc="periodic", v=VARIANTS[0], axis=1, bounded=False, right=None):
-    return remap_shift(f, s, axis, bc, bc if right is None else right, v[0], v[1], bounded)
+def _shift(f, s, bc="periodic", v=VARIANTS[0], axis=1, bounded=False):
+    """remap_shift with the same boundary kind on both sides; v = (scheme, limiter)."""
+    return remap_shift(f, s, axis, bc, bc, v[0], v[1], bounded)
 
 
-def _affine(f, a, c, bc="periodic", v=VARIANTS[0], axis=1, right=None):
-    return remap_affine(f, a, c, axis, bc, bc if right is None else right, v[0], v[1])
+def _affine(f, a, c, bc="periodic", v=VARIANTS[0], axis=1):
+    """remap_affine with the same boundary kind on both sides; v = (scheme, limiter)."""
+    return remap_affine(f, a, c, axis, bc, bc, v[0], v[1])
 
 
 def _key(*parts) -> str:
@@ -290,7 +285,7 @@ def test_stretch_conserves_mass_on_open_line(seed, kind, stretch, where):
 def _positivity_battery(f, s, a):
     out = {}
     for v in VARIANTS:
-        for bc in BCS:
+        for bc in ("periodic", "open"):  # 'copy' ghosts are just edge values: nothing new here
             out[_key(*v, bc, "shift")] = _shift(f, s, bc, v)
             out[_key(*v, bc, "affine")] = _affine(f, a, s, bc, v)
         out[_key(*v, "bounded")] = _shift(f, jnp.clip(s, -0.999, 0.999), "open", v, bounded=True)
@@ -625,7 +620,7 @@ def test_stretch_of_a_linear_profile_is_exact():
 
 
 def test_stretched_gaussian_converges_with_resolution():
-    """x -> a x + b on [0, 1] applied to a Gaussian (centre 0.45, width 0.06) at n = 32..256.
+    """x -> a x + b on [0, 1] applied to a Gaussian (centre 0.45, width 0.06) at n = 32, 64, 128.
 
     Two lines: (a, b) = (1.3, -0.1) and (0.75, 0.24). The L1 error against the exact cell
     averages over the pre-images falls with every doubling (by how much depends on how the peak
@@ -633,7 +628,7 @@ def test_stretched_gaussian_converges_with_resolution():
     """
     a = np.array([1.3, 0.75])[:, None]
     b = np.array([-0.1, 0.24])[:, None]
-    ns = (32, 64, 128, 256)
+    ns = (32, 64, 128)
     errs = {}
     for n in ns:
         mu, sig = 0.45 * n, 0.06 * n

@@ -22,7 +22,6 @@ from faiser.vlasov.state import ELECTRON, State
 from faiser.vlasov.stepper import Stepper
 from faiser.vlasov.translate import cfl_number, translate
 
-
 _translate = jax.jit(translate, static_argnames=("grid", "scheme", "bounded", "limiter"))
 
 
