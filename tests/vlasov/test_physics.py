@@ -171,3 +171,13 @@ def test_jvp_through_the_field_solve():
         fd = (e_after(s.f[0] + h * direction) - e_after(s.f[0] - h * direction)) / (2 * h)
         np.testing.assert_allclose(np.asarray(tangent), np.asarray(fd), rtol=1e-4, atol=1e-9)
         assert float(jnp.max(jnp.abs(tangent))) > 0
+
+
+def test_sparsity_threshold_in_the_stepper_counts_removed_mass():
+    res = simulate(
+        "two_stream", {"nx": 16, "nv": 64, "t_end": 2.0, "f_min": 1e-3, "vmax": 10.0}, progress=False
+    )
+    ds = res.diagnostics
+    total = ds["mass"].values + ds["mass_lost"].values
+    assert ds["mass_lost"].values[-1] > 0  # the threshold removed something
+    assert np.max(np.abs(total / total[0] - 1)) < 1e-6  # and every removed bit is accounted for

@@ -60,21 +60,14 @@ def _free_streaming_run(nx: int, dt: float):
 
 
 def test_free_streaming_converges_at_third_order_with_ppm():
-    """Default scheme: observed order >= 2.5 in L1 and L2 with CFL ~0.9 (nx = 32, 64, 128).
-
-    A time step far above CFL 1 (any-shift remap, fewer remaps) is no less accurate: the scheme
-    is semi-Lagrangian, free streaming has no time error.
-    """
+    """Default scheme: observed order >= 2.5 in L1 and L2 with CFL ~0.9 (nx = 32, 64, 128)."""
     with jax.enable_x64(True):
         results = [_free_streaming_run(nx, 2.0 / nx) for nx in (32, 64, 128)]
-        large, large_cfl = _free_streaming_run(64, 2.0 / 6)
     errs = np.array([r[0] for r in results])  # (resolution, [L1, L2])
     assert all(0.5 < r[1] < 1.0 for r in results)  # CFL below 1, the same at every resolution
     order = np.log2(errs[:-1] / errs[1:])
     assert np.all(order >= 2.5), (errs, order)
     assert errs[0, 0] < 1e-4, errs
-    assert large_cfl > 5.0
-    assert large[0] <= 1.5 * errs[1, 0], (large, errs[1])
 
 
 def test_free_streaming_converges_at_second_order_with_plm():
@@ -176,23 +169,29 @@ def test_2d_integer_shifts_are_exact_rolls_along_both_axes():
         np.testing.assert_array_equal(out, _rolled(f, grid, dt))
 
 
+@partial(jax.jit, static_argnames=("grid",))
+def _2d_runs(f, grid):
+    return {
+        "20 flux-form steps": jax.lax.fori_loop(0, 20, lambda i, g: translate(g, grid, 0.37), f),  # CFL 0.555
+        "one any-shift remap": translate(f, grid, 20 * 0.37, bounded=False),
+        "flux form": translate(f, grid, 0.37, bounded=True),
+        "any-shift form": translate(f, grid, 0.37, bounded=False),
+    }
+
+
 def test_2d_translation_conserves_mass_and_positivity():
     grid = _grid_2d()
     rng = np.random.default_rng(4)
     f = 10.0 ** rng.uniform(-12, 0, grid.shape)
     f[rng.random(grid.shape) < 0.25] = 0.0
     with jax.enable_x64(True):
-        fj = jnp.asarray(f)
-        many = np.asarray(_stream(fj, grid, 0.37, 20, "ppm"))  # CFL 0.555: the flux-form path
-        long = np.asarray(_translate(fj, grid, 20 * 0.37, bounded=False))  # one any-shift remap
-        one_flux = np.asarray(_translate(fj, grid, 0.37, bounded=True))
-        one_any = np.asarray(_translate(fj, grid, 0.37, bounded=False))
-    for out in (many, long, one_flux, one_any):
-        np.testing.assert_allclose(out.sum(), f.sum(), rtol=1e-13)
+        outs = {k: np.asarray(v) for k, v in _2d_runs(jnp.asarray(f), grid).items()}
+    for key, out in outs.items():
+        np.testing.assert_allclose(out.sum(), f.sum(), rtol=1e-13, err_msg=key)
         # each velocity cell's mass is conserved separately (translation moves only in space)
-        np.testing.assert_allclose(out.sum(axis=(0, 1, 2)), f.sum(axis=(0, 1, 2)), rtol=1e-12)
-        assert out.min() >= -1e-14 * f.max()
-    np.testing.assert_allclose(one_any, one_flux, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(out.sum(axis=(0, 1, 2)), f.sum(axis=(0, 1, 2)), rtol=1e-12, err_msg=key)
+        assert out.min() >= -1e-14 * f.max(), key
+    np.testing.assert_allclose(outs["any-shift form"], outs["flux form"], rtol=1e-12, atol=1e-15)
 
 
 def test_2d_translation_of_a_y_uniform_profile_is_the_1d_translation():
