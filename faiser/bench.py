@@ -24,6 +24,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -205,11 +206,28 @@ def _package_version(name: str) -> str | None:
         return None
 
 
+def _git_revision() -> tuple[str | None, bool | None]:
+    """Commit of the faiser checkout (and whether it has local changes), if it is a git work tree."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        run = lambda *a: subprocess.run(  # noqa: E731
+            ["git", *a], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        commit = run("rev-parse", "HEAD")
+        dirty = bool(run("status", "--porcelain", "--untracked-files=no", "--", "faiser"))
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit or None, dirty
+
+
 def environment() -> dict:
     """Where the figures were measured (no host name); ``load_average_1m`` flags a busy machine."""
     devices = jax.devices()
+    commit, dirty = _git_revision()
     return {
         "faiser_version": __version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
         "jax_version": jax.__version__,
         "jaxlib_version": _package_version("jaxlib"),
         "numpy_version": np.__version__,

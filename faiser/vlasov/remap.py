@@ -226,17 +226,28 @@ def roll_lines(f: jax.Array, shift: jax.Array, axis: int, left: Side, right: Sid
 
     ``shift`` (int) broadcasts against ``f`` with size 1 along ``axis``. Outside the line the
     boundary continues: periodic wrap, or the ghost value of the side (open: 0, copy: the edge
-    value, inflow: the given value). One gather of ``f`` (XLA gathers from a materialized
-    array are fast; gathering from a fused computation is not).
+    value, inflow: the given value). One gather of ``f``.
     """
     n = f.shape[axis]
     shape = _with_axis(jnp.broadcast_shapes(f.shape, jnp.shape(shift)), axis, n + 2 * extra)
-    src = lax.broadcasted_iota(jnp.int32, shape, axis) - extra - shift
-    if isinstance(left, str) and left == "periodic":
-        return jnp.take_along_axis(jnp.broadcast_to(f, _with_axis(shape, axis, n)), jnp.mod(src, n), axis=axis)
-    fe = pad(f, axis, left, right, 1)
-    fe = jnp.broadcast_to(fe, _with_axis(shape, axis, n + 2))
-    return jnp.take_along_axis(fe, jnp.clip(src, -1, n) + 1, axis=axis)
+    periodic = isinstance(left, str) and left == "periodic"
+    operand = f if periodic else pad(f, axis, left, right, 1)
+
+    def gather(operand, shift):
+        src = lax.broadcasted_iota(jnp.int32, shape, axis) - extra - shift
+        if periodic:
+            idx = jnp.mod(src, n)
+        else:
+            idx = jnp.clip(src, -1, n) + 1
+        full = jnp.broadcast_to(operand, _with_axis(shape, axis, operand.shape[axis]))
+        return jnp.take_along_axis(full, idx, axis=axis)
+
+    # XLA (CPU) fuses a gather into every consumer; the reconstruction reads five shifted slices
+    # of it and the fused gathers cost ~10x a materialized one. A conditional is a fusion
+    # boundary that the compiler cannot remove (optimization_barrier is dropped on CPU), and the
+    # predicate is true at run time only.
+    always = jnp.all(jnp.asarray(shift) > jnp.iinfo(jnp.int32).min)
+    return lax.cond(always, gather, lambda o, s: jnp.zeros(shape, f.dtype), operand, shift)
 
 
 def _fluxes(f0, fL, fR, shift, n: int, axis: int, start: int):
@@ -323,25 +334,33 @@ def _remap_affine_windowed(f, stretch, offset, axis, left, right, scheme, limite
     whole = jnp.clip(jnp.round(mid - (mid - offset) / stretch), -(n + W + 4), n + W + 4)
     extra = W + 2
     r = roll_lines(f, whole.astype(jnp.int32), axis, left, right, extra)  # cells -extra .. n + extra - 1
-    f0, fL, fR = reconstruct(r, axis, scheme, limiter)  # cells -W .. n + W - 1
-    # residual displacement of each edge e = 0 .. n after the pre-shift
-    e = lax.broadcasted_iota(
-        f.dtype, _with_axis(jnp.broadcast_shapes(f.shape, stretch.shape, offset.shape), axis, n + 1), axis
-    )
+    f0, fL, fR = reconstruct(r, axis, scheme, limiter)  # cells -W .. n + W - 1 (recomputing beats storing)
+    # residual displacement of the left (first = 0) and right (first = 1) edges of every cell
+    lines = jnp.broadcast_shapes(f.shape, stretch.shape, offset.shape)
     c = offset - stretch * whole
+    body = _slice(r, extra, extra + n, axis)
+    # Each edge flux is computed directly from reconstruction slices (not by slicing one flux
+    # array twice): XLA fuses the former well and the latter very badly on CPU.
+    return body + _window_flux(f0, fL, fR, stretch, c, lines, axis, n, W, 0) - _window_flux(
+        f0, fL, fR, stretch, c, lines, axis, n, W, 1
+    )
+
+
+def _window_flux(f0, fL, fR, stretch, c, lines, axis: int, n: int, W: int, first: int):
+    """Mass crossing edges ``first .. first + n - 1`` rightwards (reconstruction holds cells -W ..)."""
+    e = lax.broadcasted_iota(f0.dtype, _with_axis(lines, axis, n), axis) + first
     s = jnp.clip(e - (e - c) / stretch, -W, W)
     up = jnp.maximum(s, 0.0)
     dn = jnp.maximum(-s, 0.0)
-    flux = jnp.zeros(s.shape, f.dtype)
+    flux = jnp.zeros(s.shape, f0.dtype)
     for k in range(W):
         # rightward: right part of cell e - 1 - k (index e - 1 - k + W in the reconstruction)
-        cell = [_slice(a, W - 1 - k, W - 1 - k + n + 1, axis) for a in (f0, fL, fR)]
+        cell = [_slice(a, first + W - 1 - k, first + W - 1 - k + n, axis) for a in (f0, fL, fR)]
         flux = flux + _right_part(*cell, jnp.clip(up - k, 0.0, 1.0))
         # leftward: left part of cell e + k
-        cell = [_slice(a, W + k, W + k + n + 1, axis) for a in (f0, fL, fR)]
+        cell = [_slice(a, first + W + k, first + W + k + n, axis) for a in (f0, fL, fR)]
         flux = flux - _left_part(*cell, jnp.clip(dn - k, 0.0, 1.0))
-    body = _slice(r, extra, extra + n, axis)
-    return body + _slice(flux, 0, n, axis) - _slice(flux, 1, n + 1, axis)
+    return flux
 
 
 def _with_axis(shape, axis, size):
