@@ -161,8 +161,8 @@ def _loop(value) -> str:
 
 SETTINGS: dict[str, tuple[object, Callable]] = {
     "cases": (",".join(STEPPER_CASES), _cases),
-    "repeats": ("3", lambda v: _int("repeats", v, 1)),
-    "steps": ("5", lambda v: _int("steps", v, 1)),
+    "repeats": ("5", lambda v: _int("repeats", v, 1)),
+    "steps": ("10", lambda v: _int("steps", v, 1)),
     "warmup": ("1", lambda v: _int("warmup", v, 0)),
     "dtype": ("float32", _dtype),
     "loop": ("step", _loop),
@@ -374,7 +374,7 @@ def bench_stepper(out: str | Path, overrides: Mapping[str, object] | None = None
     Args:
       out: JSON file written atomically (temporary file, then ``os.replace``).
       overrides: ``--set`` keys: ``cases`` (comma-separated subset of :data:`STEPPER_CASES`),
-        ``repeats`` (timed chunks, default 3), ``steps`` (steps per chunk, default 5),
+        ``repeats`` (timed chunks, default 5), ``steps`` (steps per chunk, default 10),
         ``warmup`` (untimed chunks after compiling, default 1), ``dtype`` (``float32`` or
         ``float64``), ``loop`` (``step``: a ``fori_loop`` of :meth:`Stepper.step`, the default;
         ``multi_step``: :meth:`Stepper.multi_step`, Strang halves merged, as ``simulate`` runs),

@@ -141,8 +141,7 @@ def accelerate(
 
     ``substeps`` (static) splits the rotation (see :func:`num_substeps`); ``max_angle`` (static)
     must bound the rotation of one substep (see :func:`apply_affine_velocity_map`). With
-    ``magnetized=False`` (static; B known to vanish) the map is a pure shift per axis and the
-    remaps avoid gathers when every shift is below one cell.
+    ``magnetized=False`` (static; B known to vanish) the map is a pure shift per axis.
     """
     if not magnetized:
         for p in AXIS_ORDER:
@@ -150,14 +149,7 @@ def accelerate(
                 continue
             shift = _velocity_shape(E[..., p], grid, p) * (charge_to_mass * dt / grid.dv[p])
             shift = shift.astype(f.dtype)
-            small = jnp.max(jnp.abs(shift)) < 1.0
-            f = jax.lax.cond(
-                small,
-                lambda g, s, ax=3 + p: remap_shift(g, s, ax, scheme=scheme, limiter=limiter, bounded=True),
-                lambda g, s, ax=3 + p: remap_shift(g, s, ax, scheme=scheme, limiter=limiter, bounded=False),
-                f,
-                shift,
-            )
+            f = remap_shift(f, shift, 3 + p, scheme=scheme, limiter=limiter)
         return f
     M, c = lorentz_map(E, B, charge_to_mass, dt / substeps)
     for _ in range(substeps):

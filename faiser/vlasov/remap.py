@@ -208,17 +208,28 @@ def remap_shift(
     shift = jnp.asarray(shift, f.dtype)
     if jnp.ndim(shift) != 0 and shift.shape[axis] != 1:
         raise ValueError("shift must have size 1 along the remapped axis (constant along each line)")
-    if bounded:
-        fe = pad(f, axis, left, right)
-        f0, fL, fR = reconstruct(fe, axis, scheme, limiter)  # cells -1 .. n (index r = i + 1)
-        return f - _fluxes(f0, fL, fR, shift, n, axis, 1) + _fluxes(f0, fL, fR, shift, n, axis, 0)
-    # Exact integer shift per line first (one gather of the input), then the fraction in flux form.
     whole = jnp.floor(shift)
-    r = roll_lines(f, whole.astype(jnp.int32), axis, left, right, _GHOST)  # cells -3 .. n + 2
+    if bounded:
+        # |shift| < 1: the integer part is 0 or -1, a choice between two static slices
+        fe = _stored(pad(f, axis, left, right, _GHOST + 1))
+        m = n + 2 * _GHOST
+        r = jnp.where(whole >= 0, _slice(fe, 1, m + 1, axis), _slice(fe, 2, m + 2, axis))
+    else:
+        r = roll_lines(f, whole.astype(jnp.int32), axis, left, right, _GHOST)  # cells -3 .. n + 2
+    # r is the line shifted by the integer part (exact); the fraction is done in flux form.
     f0, fL, fR = reconstruct(r, axis, scheme, limiter)
-    alpha = shift - whole
+    alpha = shift - whole  # in [0, 1): every remaining flux is rightward
     body = _slice(r, _GHOST, _GHOST + n, axis)
-    return body - _fluxes(f0, fL, fR, alpha, n, axis, 1) + _fluxes(f0, fL, fR, alpha, n, axis, 0)
+    right = _right_part(*(_slice(a, 1, n + 1, axis) for a in (f0, fL, fR)), alpha)
+    left = _right_part(*(_slice(a, 0, n, axis) for a in (f0, fL, fR)), alpha)
+    return body - right + left
+
+
+def _stored(x: jax.Array) -> jax.Array:
+    """``x``, stored as an array rather than fused into its consumers (see :func:`roll_lines`)."""
+    x0 = jnp.ravel(x)[0]
+    always = (x0 == x0) | (x0 != x0)  # true for every value, NaN included; not folded by XLA
+    return lax.cond(always, lambda a: a, jnp.zeros_like, x)
 
 
 def roll_lines(f: jax.Array, shift: jax.Array, axis: int, left: Side, right: Side, extra: int = 0) -> jax.Array:
@@ -248,19 +259,6 @@ def roll_lines(f: jax.Array, shift: jax.Array, axis: int, left: Side, right: Sid
     # predicate is true at run time only.
     always = jnp.all(jnp.asarray(shift) > jnp.iinfo(jnp.int32).min)
     return lax.cond(always, gather, lambda o, s: jnp.zeros(shape, f.dtype), operand, shift)
-
-
-def _fluxes(f0, fL, fR, shift, n: int, axis: int, start: int):
-    """Mass crossing the ``n`` cell edges ``start - 1/2 .. start + n - 3/2`` for ``|shift| < 1``.
-
-    ``f0, fL, fR`` hold cells ``-1 ..`` (index 0 is cell -1). Rightward flux (shift >= 0) is the
-    right part of length ``shift`` of the cell left of the edge; leftward flux is minus the left
-    part of length ``-shift`` of the cell right of the edge. Only the upwind cell is used.
-    """
-    up = [_slice(a, start, start + n, axis) for a in (f0, fL, fR)]
-    dn = [_slice(a, start + 1, start + n + 1, axis) for a in (f0, fL, fR)]
-    a = jnp.abs(shift)
-    return jnp.where(shift >= 0, _right_part(*up, a), -_left_part(*dn, a))
 
 
 def remap_affine(
