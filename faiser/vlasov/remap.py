@@ -70,8 +70,9 @@ def reconstruct(fe: jax.Array, axis: int, scheme: Scheme = "ppm", limiter: Limit
     ``p6 = 6 f - 3 (fL + fR)`` (PLM gives ``p6 = 0``).
 
     Limiters (see the module docstring): ``"ep"`` (default) keeps smooth extrema
-    (Colella & Sekora 2008) and scales the parabola towards the mean where it would dip below
-    zero (so ``f >= 0`` holds); ``"mono"`` is the classic Colella-Woodward monotonicity limiter
+    (Colella & Sekora 2008); the remaps keep ``f >= 0`` with it by clipping one-sided fluxes
+    (shifts) or by :func:`positive_parabola` (affine maps); ``"mono"`` is the classic
+    Colella-Woodward monotonicity limiter
     (flattens every extremum: more diffusive at VDF peaks); ``"none"`` is the unlimited
     fourth-order reconstruction (smooth tests only: it can create negative values).
     For PLM, any limiter but ``"none"`` selects the monotonized-central slope.
@@ -107,33 +108,41 @@ def reconstruct(fe: jax.Array, axis: int, scheme: Scheme = "ppm", limiter: Limit
         return f0, fL_new, fR_new
     if limiter != "ep":
         raise ValueError(f"unknown limiter {limiter!r}; use 'ep', 'mono' or 'none'")
-    # Extremum-preserving limiter (Colella & Sekora 2008, as in Athena++'s PPM).
+    # Extremum-preserving limiter (Colella & Sekora 2008, as in Athena++'s PPM). The "all
+    # curvatures share the sign of d2" tests are folded into max(0, min(s * ...)), s = sign(d2).
     c = 1.25
     d2m, d20, d2p = fm2 - 2 * fm1 + f0, fm1 - 2 * f0 + fp1, f0 - 2 * fp1 + fp2
 
     def limit_edge(e, a, b, d2l, d2r):
         """Edge value e between cells a and b; outside [a, b] -> curvature-limited value."""
         d2 = 3.0 * (a - 2.0 * e + b)
-        same = ((d2 > 0) & (d2l > 0) & (d2r > 0)) | ((d2 < 0) & (d2l < 0) & (d2r < 0))
-        lim = jnp.sign(d2) * jnp.minimum(jnp.minimum(c * jnp.abs(d2l), c * jnp.abs(d2r)), jnp.abs(d2))
-        fixed = 0.5 * (a + b) - jnp.where(same, lim, 0.0) / 6.0
-        return jnp.where((e - a) * (b - e) < 0, fixed, e)
+        sg = jnp.sign(d2)
+        lim = sg * jnp.maximum(0.0, jnp.minimum(jnp.minimum(c * sg * d2l, c * sg * d2r), sg * d2))
+        return jnp.where((e - a) * (b - e) < 0, 0.5 * (a + b) - lim / 6.0, e)
 
-    fL = limit_edge(fL, fm1, f0, d2m, d20)
-    fR = limit_edge(fR, f0, fp1, d20, d2p)
-    dl, dr = fL - f0, fR - f0
+    dl = limit_edge(fL, fm1, f0, d2m, d20) - f0
+    dr = limit_edge(fR, f0, fp1, d20, d2p) - f0
     extremum = (dr * dl >= 0) | ((fm1 - f0) * (f0 - fp1) <= 0)
-    d2 = 6.0 * (fL + fR - 2.0 * f0)
-    same = ((d2 > 0) & (d2m > 0) & (d20 > 0) & (d2p > 0)) | ((d2 < 0) & (d2m < 0) & (d20 < 0) & (d2p < 0))
-    lim = jnp.minimum(jnp.minimum(c * jnp.abs(d2m), c * jnp.abs(d20)), jnp.minimum(c * jnp.abs(d2p), jnp.abs(d2)))
-    ratio = jnp.where(same & (d2 != 0), lim / jnp.where(d2 != 0, jnp.abs(d2), 1.0), 0.0)
-    dl_ext, dr_ext = dl * ratio, dr * ratio
+    d2 = 6.0 * (dl + dr)
+    sg = jnp.sign(d2)
+    lim = jnp.maximum(0.0, jnp.minimum(jnp.minimum(c * sg * d2m, c * sg * d20), jnp.minimum(c * sg * d2p, sg * d2)))
+    ratio = lim / jnp.where(d2 != 0, sg * d2, 1.0)  # in [0, 1]; 0 where d2 == 0 (lim = 0)
     # monotone cells: pull in the far edge on overshoots
     dl_mon = jnp.where(jnp.abs(dl) >= 2 * jnp.abs(dr), -2.0 * dr, dl)
     dr_mon = jnp.where(jnp.abs(dr) >= 2 * jnp.abs(dl), -2.0 * dl, dr)
-    dl = jnp.where(extremum, dl_ext, dl_mon)
-    dr = jnp.where(extremum, dr_ext, dr_mon)
-    # positivity: scale the parabola towards the mean where its minimum would be negative
+    dl = jnp.where(extremum, dl * ratio, dl_mon)
+    dr = jnp.where(extremum, dr * ratio, dr_mon)
+    return f0, f0 + dl, f0 + dr
+
+
+def positive_parabola(f0, fL, fR):
+    """Scale each parabola towards its mean where its minimum on the cell would be negative.
+
+    After the ``"ep"`` limiter a parabola can dip below zero at a smooth minimum near zero; the
+    scaled one keeps the mean and is >= 0 wherever the mean is. (The shift remap does not need
+    this: it clips each one-sided flux to [0, f] instead, which is cheaper.)
+    """
+    dl, dr = fL - f0, fR - f0
     p6 = -3.0 * (dl + dr)
     d = dr - dl
     safe = jnp.where(p6 != 0, p6, 1.0)
@@ -144,6 +153,10 @@ def reconstruct(fe: jax.Array, axis: int, scheme: Scheme = "ppm", limiter: Limit
     theta = jnp.where(pmin < 0, jnp.clip(f0 / jnp.where(gap > 0, gap, 1.0), 0.0, 1.0), 1.0)
     theta = jnp.where((pmin < 0) & (gap <= 0), 0.0, theta)
     return f0, f0 + theta * dl, f0 + theta * dr
+
+
+def _positive(recon, limiter):
+    return positive_parabola(*recon) if _limiter_name(limiter) == "ep" else recon
 
 
 def _limiter_name(limiter) -> str:
@@ -220,9 +233,17 @@ def remap_shift(
     f0, fL, fR = reconstruct(r, axis, scheme, limiter)
     alpha = shift - whole  # in [0, 1): every remaining flux is rightward
     body = _slice(r, _GHOST, _GHOST + n, axis)
-    right = _right_part(*(_slice(a, 1, n + 1, axis) for a in (f0, fL, fR)), alpha)
-    left = _right_part(*(_slice(a, 0, n, axis) for a in (f0, fL, fR)), alpha)
+    right = _outflow(*(_slice(a, 1, n + 1, axis) for a in (f0, fL, fR)), alpha, limiter)
+    left = _outflow(*(_slice(a, 0, n, axis) for a in (f0, fL, fR)), alpha, limiter)
     return body - right + left
+
+
+def _outflow(f0, fL, fR, alpha, limiter):
+    """Right part of length ``alpha`` of each cell; clipped to [0, f0] (positivity) when limited."""
+    part = _right_part(f0, fL, fR, alpha)
+    if _limiter_name(limiter) == "none":
+        return part
+    return jnp.clip(part, 0.0, jnp.maximum(f0, 0.0))
 
 
 def _stored(x: jax.Array) -> jax.Array:
@@ -298,7 +319,7 @@ def remap_affine(
     stretch = jnp.asarray(stretch, f.dtype)
     offset = jnp.asarray(offset, f.dtype)
     fe = pad(f, axis, left, right)
-    f0, fL, fR = reconstruct(fe, axis, scheme, limiter)
+    f0, fL, fR = _positive(reconstruct(fe, axis, scheme, limiter), limiter)
     j = lax.broadcasted_iota(f.dtype, f.shape, axis)
     lo = (j - offset) / stretch
     hi = (j + 1.0 - offset) / stretch
@@ -332,7 +353,7 @@ def _remap_affine_windowed(f, stretch, offset, axis, left, right, scheme, limite
     whole = jnp.clip(jnp.round(mid - (mid - offset) / stretch), -(n + W + 4), n + W + 4)
     extra = W + 2
     r = roll_lines(f, whole.astype(jnp.int32), axis, left, right, extra)  # cells -extra .. n + extra - 1
-    f0, fL, fR = reconstruct(r, axis, scheme, limiter)  # cells -W .. n + W - 1 (recomputing beats storing)
+    f0, fL, fR = _positive(reconstruct(r, axis, scheme, limiter), limiter)  # cells -W .. n + W - 1
     # residual displacement of the left (first = 0) and right (first = 1) edges of every cell
     lines = jnp.broadcast_shapes(f.shape, stretch.shape, offset.shape)
     c = offset - stretch * whole
