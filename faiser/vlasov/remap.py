@@ -110,18 +110,19 @@ def reconstruct(fe: jax.Array, axis: int, scheme: Scheme = "ppm", limiter: Limit
         raise ValueError(f"unknown limiter {limiter!r}; use 'ep', 'mono' or 'none'")
     # Extremum-preserving limiter (Colella & Sekora 2008, as in Athena++'s PPM). The "all
     # curvatures share the sign of d2" tests are folded into max(0, min(s * ...)), s = sign(d2).
+    # The limited edge values are stored once (each is shared by two cells, and each cell is
+    # read by two fluxes: recomputing them in every consumer costs more than storing them).
     c = 1.25
     d2m, d20, d2p = fm2 - 2 * fm1 + f0, fm1 - 2 * f0 + fp1, f0 - 2 * fp1 + fp2
-
-    def limit_edge(e, a, b, d2l, d2r):
-        """Edge value e between cells a and b; outside [a, b] -> curvature-limited value."""
-        d2 = 3.0 * (a - 2.0 * e + b)
-        sg = jnp.sign(d2)
-        lim = sg * jnp.maximum(0.0, jnp.minimum(jnp.minimum(c * sg * d2l, c * sg * d2r), sg * d2))
-        return jnp.where((e - a) * (b - e) < 0, 0.5 * (a + b) - lim / 6.0, e)
-
-    dl = limit_edge(fL, fm1, f0, d2m, d20) - f0
-    dr = limit_edge(fR, f0, fp1, d20, d2p) - f0
+    a_m1, a0, a1, a2 = (_slice(fe, k, m - 3 + k, axis) for k in range(4))  # edges between k, k + 1
+    e = (7.0 / 12.0) * (a0 + a1) - (1.0 / 12.0) * (a_m1 + a2)
+    d2e = 3.0 * (a0 - 2.0 * e + a1)
+    sg = jnp.sign(d2e)
+    curv = jnp.minimum(c * sg * (a_m1 - 2 * a0 + a1), c * sg * (a0 - 2 * a1 + a2))
+    lim = sg * jnp.maximum(0.0, jnp.minimum(curv, sg * d2e))
+    edges = _stored(jnp.where((e - a0) * (a1 - e) < 0, 0.5 * (a0 + a1) - lim / 6.0, e))
+    dl = _slice(edges, 0, m - 4, axis) - f0
+    dr = _slice(edges, 1, m - 3, axis) - f0
     extremum = (dr * dl >= 0) | ((fm1 - f0) * (f0 - fp1) <= 0)
     d2 = 6.0 * (dl + dr)
     sg = jnp.sign(d2)
