@@ -165,7 +165,7 @@ SETTINGS: dict[str, tuple[object, Callable]] = {
     "steps": ("10", lambda v: _int("steps", v, 1)),
     "warmup": ("1", lambda v: _int("warmup", v, 0)),
     "dtype": ("float32", _dtype),
-    "loop": ("step", _loop),
+    "loop": ("multi_step", _loop),
     "scale": ("1.0", lambda v: _positive_float("scale", v)),
     "nv_scale": ("1.0", lambda v: _positive_float("nv_scale", v)),
 }
@@ -175,7 +175,7 @@ SETTING_HELP = {
     "steps": "steps per compiled chunk",
     "warmup": "untimed chunks run after compiling",
     "dtype": "float32 or float64",
-    "loop": "step (fori_loop of Stepper.step) or multi_step (Stepper.multi_step, as simulate runs)",
+    "loop": "multi_step (Stepper.multi_step, as simulate runs; default) or step (fori_loop of Stepper.step)",
     "scale": "factor on the spatial cells per axis, nx -> max(4, int(nx * scale))",
     "nv_scale": "factor on the velocity cells per axis, nv -> max(4, int(nv * nv_scale))",
 }

@@ -76,8 +76,8 @@ def test_bench_bad_values(overrides):
 def test_bench_settings_subset():
     s = resolve_settings({"cases": "2d3v, landau_1d1v", "repeats": "5", "steps": "10", "dtype": "float64"})
     assert s["cases"] == ("2d3v", "landau_1d1v") and s["repeats"] == 5 and s["steps"] == 10
-    assert s["dtype"] == "float64" and s["loop"] == "step"
-    assert resolve_settings({"loop": "multi_step"})["loop"] == "multi_step"
+    assert s["dtype"] == "float64" and s["loop"] == "multi_step"  # what simulate runs
+    assert resolve_settings({"loop": "step"})["loop"] == "step"
 
 
 def test_benchmark_script_bad_key(tmp_path, capsys):
