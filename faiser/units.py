@@ -33,8 +33,44 @@ def _positive(**kw):
             raise ConfigError(f"{k} must be a positive finite number, got {v!r}")
 
 
+class _Units:
+    """Shared part of the unit systems: subclasses define n0, time, velocity, fields, SYSTEM."""
+
+    SYSTEM = ""
+
+    @property
+    def length(self) -> float:
+        """Unit of length in m: velocity unit times time unit."""
+        return self.velocity * self.time
+
+    @property
+    def density(self) -> float:
+        """Unit of density in m^-3."""
+        return self.n0
+
+    @property
+    def f(self) -> float:
+        """Unit of f in s^3/m^6: n0 / v0^3."""
+        return self.n0 / self.velocity**3
+
+    def factors(self) -> dict:
+        """SI value of one normalized unit of each quantity."""
+        return {
+            "time_s": self.time,
+            "length_m": self.length,
+            "velocity_m_per_s": self.velocity,
+            "density_m3": self.density,
+            "f_s3_per_m6": self.f,
+            "electric_field_V_per_m": self.electric_field,
+            "magnetic_field_T": self.magnetic_field,
+        }
+
+    def to_json(self) -> dict:
+        return {"system": self.SYSTEM, **dataclasses.asdict(self), **self.factors()}
+
+
 @dataclasses.dataclass(frozen=True)
-class ElectrostaticUnits:
+class ElectrostaticUnits(_Units):
     """Plasma-frequency units for a species of mass ``mass`` (kg) and charge ``e``.
 
     Args:
@@ -46,6 +82,7 @@ class ElectrostaticUnits:
     n0: float = 1e6
     temperature: float = 1e5
     mass: float = ELECTRON_MASS
+    SYSTEM = "electrostatic"  # (class attribute; length unit = Debye length)
 
     def __post_init__(self):
         _positive(n0=self.n0, temperature=self.temperature, mass=self.mass)
@@ -61,20 +98,6 @@ class ElectrostaticUnits:
         return math.sqrt(BOLTZMANN * self.temperature / self.mass)
 
     @property
-    def length(self) -> float:
-        """Debye length in m."""
-        return self.velocity * self.time
-
-    @property
-    def density(self) -> float:
-        return self.n0
-
-    @property
-    def f(self) -> float:
-        """Unit of f in s^3/m^6."""
-        return self.n0 / self.velocity**3
-
-    @property
     def electric_field(self) -> float:
         """Unit of E in V/m: m v0 / (e t0)."""
         return self.mass * self.velocity / (ELEMENTARY_CHARGE * self.time)
@@ -84,23 +107,10 @@ class ElectrostaticUnits:
         """Unit of B in T: m / (e t0) (so that Omega t0 = B in these units)."""
         return self.mass / (ELEMENTARY_CHARGE * self.time)
 
-    def to_json(self) -> dict:
-        return {"system": "electrostatic", **dataclasses.asdict(self), **self.factors()}
-
-    def factors(self) -> dict:
-        return {
-            "time_s": self.time,
-            "length_m": self.length,
-            "velocity_m_per_s": self.velocity,
-            "density_m3": self.density,
-            "f_s3_per_m6": self.f,
-            "electric_field_V_per_m": self.electric_field,
-            "magnetic_field_T": self.magnetic_field,
-        }
 
 
 @dataclasses.dataclass(frozen=True)
-class HybridUnits:
+class HybridUnits(_Units):
     """Ion-cyclotron units for ions of mass ``mass`` (kg) and charge ``e``.
 
     Args:
@@ -112,6 +122,7 @@ class HybridUnits:
     n0: float = 1e6
     B0: float = 1e-9
     mass: float = PROTON_MASS
+    SYSTEM = "hybrid"  # (class attribute; length unit = ion inertial length d_i)
 
     def __post_init__(self):
         _positive(n0=self.n0, B0=self.B0, mass=self.mass)
@@ -127,19 +138,6 @@ class HybridUnits:
         return self.B0 / math.sqrt(MU_0 * self.n0 * self.mass)
 
     @property
-    def length(self) -> float:
-        """Ion inertial length d_i = v_A / Omega_i in m."""
-        return self.velocity * self.time
-
-    @property
-    def density(self) -> float:
-        return self.n0
-
-    @property
-    def f(self) -> float:
-        return self.n0 / self.velocity**3
-
-    @property
     def electric_field(self) -> float:
         """v_A B0 in V/m."""
         return self.velocity * self.B0
@@ -147,11 +145,6 @@ class HybridUnits:
     @property
     def magnetic_field(self) -> float:
         return self.B0
-
-    def to_json(self) -> dict:
-        return {"system": "hybrid", **dataclasses.asdict(self), **self.factors()}
-
-    factors = ElectrostaticUnits.factors
 
     def temperature_to_thermal_speed(self, temperature_K: float) -> float:
         """sqrt(kT/m) of the ions at ``temperature_K``, in units of v_A."""
