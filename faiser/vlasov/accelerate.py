@@ -65,7 +65,7 @@ def num_substeps(max_gyrofrequency: float, dt: float, max_angle: float = MAX_ANG
     return max(1, math.ceil(abs(max_gyrofrequency * dt) / max_angle - 1e-12))
 
 
-def _velocity_shape(x, grid: PhaseSpaceGrid, vaxis: int):
+def _velocity_shape(x, grid: PhaseSpaceGrid):
     """Spatial array (nx, ny, nz) broadcast to 6D with size 1 on velocity axes."""
     return x.reshape(*grid.nx, 1, 1, 1)
 
@@ -102,17 +102,17 @@ def apply_affine_velocity_map(
             proj = None
             a = M[..., p, p]
         offset_v = c[..., p]
-        off = jnp.broadcast_to(_velocity_shape(offset_v, grid, p), (*grid.nx, 1, 1, 1)).astype(f.dtype)
+        off = jnp.broadcast_to(_velocity_shape(offset_v, grid), (*grid.nx, 1, 1, 1)).astype(f.dtype)
         if done:
             for k, q in enumerate(done):
                 wq = jnp.asarray(grid.v_mesh(q), f.dtype)
-                off = off + _velocity_shape(proj[..., k], grid, p) * (wq - _velocity_shape(c[..., q], grid, p))
+                off = off + _velocity_shape(proj[..., k], grid) * (wq - _velocity_shape(c[..., q], grid))
         for q in rest:
             gamma = M[..., p, q]
             if done:
                 gamma = gamma - jnp.einsum("...j,...j->...", proj, M[..., done, q])
-            off = off + _velocity_shape(gamma, grid, p) * jnp.asarray(grid.v_mesh(q), f.dtype)
-        a6 = _velocity_shape(a, grid, p).astype(f.dtype)
+            off = off + _velocity_shape(gamma, grid) * jnp.asarray(grid.v_mesh(q), f.dtype)
+        a6 = _velocity_shape(a, grid).astype(f.dtype)
         vmin, dv = grid.v_min[p], grid.dv[p]
         offset_idx = (a6 * vmin + off - vmin) / dv
         window = None
@@ -147,7 +147,7 @@ def accelerate(
         for p in AXIS_ORDER:
             if grid.nv[p] == 1:
                 continue
-            shift = _velocity_shape(E[..., p], grid, p) * (charge_to_mass * dt / grid.dv[p])
+            shift = _velocity_shape(E[..., p], grid) * (charge_to_mass * dt / grid.dv[p])
             shift = shift.astype(f.dtype)
             f = remap_shift(f, shift, 3 + p, scheme=scheme, limiter=limiter)
         return f

@@ -8,9 +8,12 @@ moves between cells of the same line and is conserved to rounding (up to what cr
 boundary).
 
 Every overlap is integrated locally inside its source cell (no differences of cumulative sums),
-so relative accuracy holds for values spanning many orders of magnitude. With the
-Colella-Woodward monotonicity limiter the reconstruction is non-negative for non-negative data,
-so ``f`` stays ``>= 0`` up to rounding for any shift.
+so relative accuracy holds for values spanning many orders of magnitude. With a limiter
+(``"ep"``, the default, or ``"mono"``) ``f`` stays ``>= 0`` up to rounding for any shift.
+
+Shifts are done as an exact integer shift per line (static slices, or one gather) followed by
+the fractional part in flux form: each cell hands the right part of its reconstruction to its
+neighbour. Affine maps with stretch use the same idea with a flux window of a few cells.
 
 Boundaries, per side of the line: ``"periodic"``, ``"open"`` (zeros outside: mass that leaves is
 lost), ``"copy"`` (outflow: the edge value is continued) or an array of ghost values (inflow:
@@ -247,11 +250,15 @@ def _outflow(f0, fL, fR, alpha, limiter):
     return jnp.clip(part, 0.0, jnp.maximum(f0, 0.0))
 
 
+def _runtime_true(x: jax.Array) -> jax.Array:
+    """A predicate that is true for every value of ``x`` (NaN included) but not folded by XLA."""
+    x0 = jnp.ravel(x)[0]
+    return (x0 == x0) | (x0 != x0)
+
+
 def _stored(x: jax.Array) -> jax.Array:
     """``x``, stored as an array rather than fused into its consumers (see :func:`roll_lines`)."""
-    x0 = jnp.ravel(x)[0]
-    always = (x0 == x0) | (x0 != x0)  # true for every value, NaN included; not folded by XLA
-    return lax.cond(always, lambda a: a, jnp.zeros_like, x)
+    return lax.cond(_runtime_true(x), lambda a: a, jnp.zeros_like, x)
 
 
 def roll_lines(f: jax.Array, shift: jax.Array, axis: int, left: Side, right: Side, extra: int = 0) -> jax.Array:
@@ -279,8 +286,7 @@ def roll_lines(f: jax.Array, shift: jax.Array, axis: int, left: Side, right: Sid
     # of it and the fused gathers cost ~10x a materialized one. A conditional is a fusion
     # boundary that the compiler cannot remove (optimization_barrier is dropped on CPU), and the
     # predicate is true at run time only.
-    always = jnp.all(jnp.asarray(shift) > jnp.iinfo(jnp.int32).min)
-    return lax.cond(always, gather, lambda o, s: jnp.zeros(shape, f.dtype), operand, shift)
+    return lax.cond(_runtime_true(jnp.asarray(shift)), gather, lambda o, s: jnp.zeros(shape, f.dtype), operand, shift)
 
 
 def remap_affine(
