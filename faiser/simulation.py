@@ -158,11 +158,32 @@ def simulate(
     }
     ds = _records_to_dataset(records)
     if out is not None:
+        write_cell_diagnostics(built, built.state, state, out / "moments.nc")
         df = pd.DataFrame(records)[CSV_COLUMNS]
         _atomic_write(out / "diagnostics.csv", df.to_csv(index=False))
         _atomic_write(out / "timing.json", json.dumps(timing, indent=2))
         plot_diagnostics(ds, built, out / "diagnostics.png")
     return SimulationResult(built, state, ds, timing, out)
+
+
+def write_cell_diagnostics(case: Case, initial, final, path: Path) -> xr.Dataset:
+    """Per-cell diagnostics (moments, T_perp/T_par, heat flux, eps_M) of every species at the
+    first and last time, as netCDF (``time`` x species variables ``<species>_<name>``)."""
+    from faiser.vlasov.diagnostics import cell_diagnostics, to_xarray
+
+    frames = []
+    for st in (initial, final):
+        parts = []
+        for f, sp in zip(st.f, case.stepper.species):
+            d = to_xarray(cell_diagnostics(f, case.grid, st.B, sp.mass), case.grid)
+            parts.append(d.rename({k: f"{sp.name}_{k}" for k in d.data_vars}))
+        frames.append(xr.merge(parts).expand_dims(time=[float(st.time)]))
+    ds = xr.concat(frames, dim="time")
+    ds.attrs.update(case=case.name, units="normalized (see config.json)")
+    tmp = path.with_name(f".{path.name}.tmp")
+    ds.to_netcdf(tmp, engine="scipy")
+    os.replace(tmp, path)
+    return ds
 
 
 def _compile_chunk(stepper, state, n: int):

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -36,6 +37,13 @@ def test_simulate_writes_the_contract_files(tmp_path):
         assert key in timing
     assert timing["steps"] == 10 and timing["simulated_time"] == pytest.approx(1.0)
     assert (out / "diagnostics.png").stat().st_size > 1000
+    import xarray as xr
+
+    with xr.open_dataset(out / "moments.nc", engine="scipy") as m:
+        assert m.sizes["time"] == 2 and m.sizes["x"] == 16
+        n0 = m["electron_density"].isel(time=0).values.ravel()
+        assert np.allclose(n0.mean(), 1.0, atol=1e-3)  # perturbed Maxwellian of unit mean density
+        assert "electron_non_maxwellianity" in m and "electron_anisotropy" in m
 
 
 def test_config_file_and_overrides(tmp_path):

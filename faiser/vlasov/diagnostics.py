@@ -462,3 +462,16 @@ def write_csv(
         os.makedirs(parent, exist_ok=True)
     df.to_csv(path, index=False)
     return path
+
+
+def cell_diagnostics(f: ArrayLike, grid: PhaseSpaceGrid, B: ArrayLike, mass: float = 1.0) -> dict[str, jax.Array]:
+    """Every per-cell diagnostic of DESIGN.md for one species, as a dict of arrays.
+
+    :func:`moments` (density, bulk velocity, full pressure tensor, temperature, heat flux) plus
+    ``t_par``, ``t_perp`` and ``anisotropy`` (T_perp / T_par in the frame of ``B``, (nx,ny,nz,3))
+    and ``non_maxwellianity`` (eps_M). Pass the result to :func:`to_xarray`.
+    """
+    out = dict(moments(f, grid, mass))
+    t_par, t_perp, ratio = anisotropy(out["pressure"], out["density"], B)
+    out.update(t_par=t_par, t_perp=t_perp, anisotropy=ratio, non_maxwellianity=non_maxwellianity(f, grid, mass))
+    return out
