@@ -5,6 +5,16 @@ from faiser.grid import PhaseSpaceGrid
 
 __version__ = "0.1.0"
 
+
+
+def __getattr__(name):  # lazy: keep `import faiser` light
+    if name == "simulate":
+        from faiser.simulation import simulate
+
+        return simulate
+    raise AttributeError(f"module 'faiser' has no attribute {name!r}")
+
+
 __all__ = [
     "ConfigError",
     "FaiserError",
@@ -13,4 +23,5 @@ __all__ = [
     "PhaseSpaceGrid",
     "TimeStepError",
     "__version__",
+    "simulate",
 ]

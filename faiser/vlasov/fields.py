@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from faiser.errors import ConfigError
 from faiser.grid import PhaseSpaceGrid
 from faiser.vlasov.state import Species, State
 
@@ -118,7 +119,7 @@ class ElectrostaticFields:
     def initialize(self, state, grid, species):
         for d in grid.spatial_dims:
             if grid.boundaries[d] != ("periodic", "periodic"):
-                raise ValueError("the electrostatic field model needs periodic spatial boundaries")
+                raise ConfigError("the electrostatic field model needs periodic spatial boundaries")
         dtype = state.f[0].dtype
         state = state.replace(B=jnp.asarray(_field_array(self.B0, grid), dtype))
         return self._solve(state, grid, species)

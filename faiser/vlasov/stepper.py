@@ -7,6 +7,7 @@ with ``lax.scan`` and returns the global diagnostics at every output time.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from functools import partial
 
@@ -54,7 +55,7 @@ class Stepper:
         f_min: float = 0.0,
         inflow: Sequence[Mapping[tuple[int, int], jax.Array]] | None = None,
     ):
-        if not (isinstance(dt, int | float) and math.isfinite(dt) and dt > 0):
+        if not (isinstance(dt, numbers.Real) and math.isfinite(dt) and dt > 0):
             raise TimeStepError(f"dt must be a positive finite number, got {dt!r}")
         if scheme not in ("ppm", "plm"):
             raise ConfigError(f"unknown scheme {scheme!r}; use 'ppm' or 'plm'")

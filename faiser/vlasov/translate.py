@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
+from faiser.errors import ConfigError
 from faiser.grid import PhaseSpaceGrid
 from faiser.vlasov.remap import Limiter, Scheme, Side, remap_shift
 
@@ -31,7 +32,7 @@ def _side(grid: PhaseSpaceGrid, axis: int, which: int, inflow: Mapping | None) -
         return "copy"
     key = (axis, which)
     if inflow is None or key not in inflow:
-        raise ValueError(f"inflow boundary on spatial axis {axis} side {which} needs ghost values")
+        raise ConfigError(f"inflow boundary on spatial axis {axis} side {which} needs ghost values")
     return inflow[key]
 
 
