@@ -157,3 +157,13 @@ def test_sparsity_threshold_in_the_stepper_counts_removed_mass():
     total = ds["mass"].values + ds["mass_lost"].values
     assert ds["mass_lost"].values[-1] > 0  # the threshold removed something
     assert np.max(np.abs(total / total[0] - 1)) < 1e-6  # and every removed bit is accounted for
+
+
+@pytest.mark.slow
+def test_bump_on_tail_growth_rate_matches_dispersion_relation():
+    k = 0.3  # defaults: core 0.9 at rest (vth 1), beam 0.1 at 4.5 (vth 0.5)
+    root = dispersion_root(k, [(0.9, 0.0, 1.0), (0.1, 4.5, 0.5)], complex(1.1, 0.1))
+    assert root.imag > 0.1  # an unstable beam mode
+    res = simulate("bump_on_tail", {"alpha": 1e-6, "dtype": "float64", "t_end": 50}, progress=False)
+    gamma = fit_growth(res.diagnostics["time"].values, res.diagnostics["electric_energy"].values, 20, 50)
+    assert gamma == pytest.approx(root.imag, rel=0.05)
