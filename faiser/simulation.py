@@ -16,7 +16,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import pandas as pd
 import xarray as xr
 from tqdm import tqdm
 
@@ -24,6 +23,7 @@ from faiser import __version__
 from faiser.config import apply_overrides, load_json, to_json
 from faiser.errors import ConfigError
 from faiser.vlasov.cases import Case, build_case, default_config
+from faiser.vlasov.diagnostics import timeseries_to_xarray, write_csv
 from faiser.vlasov.stepper import check_finite
 
 CSV_COLUMNS = [
@@ -74,11 +74,6 @@ def _atomic_write(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     os.replace(tmp, path)
-
-
-def _records_to_dataset(records: list[dict]) -> xr.Dataset:
-    df = pd.DataFrame(records)
-    return xr.Dataset.from_dataframe(df.set_index("time"))
 
 
 def _row(d: dict) -> dict:
@@ -156,11 +151,10 @@ def simulate(
         "phase_space_cells": built.grid.num_cells,
         "cell_updates_per_s": built.grid.num_cells * built.n_steps / wall if wall > 0 else None,
     }
-    ds = _records_to_dataset(records)
+    ds = timeseries_to_xarray(records)
     if out is not None:
         write_cell_diagnostics(built, built.state, state, out / "moments.nc")
-        df = pd.DataFrame(records)[CSV_COLUMNS]
-        _atomic_write(out / "diagnostics.csv", df.to_csv(index=False))
+        write_csv(records, out / "diagnostics.csv", CSV_COLUMNS)
         _atomic_write(out / "timing.json", json.dumps(timing, indent=2))
         plot_diagnostics(ds, built, out / "diagnostics.png")
     return SimulationResult(built, state, ds, timing, out)

@@ -41,6 +41,7 @@ __all__ = [
     "to_xarray",
     "timeseries_to_xarray",
     "write_csv",
+    "cell_diagnostics",
 ]
 
 _COMPONENTS = ("x", "y", "z")
@@ -460,7 +461,9 @@ def write_csv(
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
-    df.to_csv(path, index=False)
+    tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)  # atomic: a reader never sees a half-written file
     return path
 
 
@@ -468,8 +471,9 @@ def cell_diagnostics(f: ArrayLike, grid: PhaseSpaceGrid, B: ArrayLike, mass: flo
     """Every per-cell diagnostic of DESIGN.md for one species, as a dict of arrays.
 
     :func:`moments` (density, bulk velocity, full pressure tensor, temperature, heat flux) plus
-    ``t_par``, ``t_perp`` and ``anisotropy`` (T_perp / T_par in the frame of ``B``, (nx,ny,nz,3))
-    and ``non_maxwellianity`` (eps_M). Pass the result to :func:`to_xarray`.
+    ``t_par``, ``t_perp`` and ``anisotropy`` (T_perp / T_par in the frame of ``B``) and
+    ``non_maxwellianity`` (eps_M), each (nx, ny, nz). ``B`` is (nx, ny, nz, 3) or a 3-vector.
+    Pass the result to :func:`to_xarray`.
     """
     out = dict(moments(f, grid, mass))
     t_par, t_perp, ratio = anisotropy(out["pressure"], out["density"], B)
