@@ -13,7 +13,6 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from faiser.errors import ConfigError, NumericalError, TimeStepError
 from faiser.grid import PhaseSpaceGrid
@@ -193,7 +192,3 @@ def check_finite(state: State) -> None:
     for f in (*state.f, state.E, state.B):
         if not bool(jnp.all(jnp.isfinite(f))):
             raise NumericalError(f"the state became non-finite at step {int(state.step)} (t={float(state.time):g})")
-
-
-def to_numpy_series(series: Mapping[str, jax.Array]) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v) for k, v in series.items()}
