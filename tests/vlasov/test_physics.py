@@ -167,3 +167,23 @@ def test_bump_on_tail_growth_rate_matches_dispersion_relation():
     res = simulate("bump_on_tail", {"alpha": 1e-6, "dtype": "float64", "t_end": 50}, progress=False)
     gamma = fit_growth(res.diagnostics["time"].values, res.diagnostics["electric_energy"].values, 20, 50)
     assert gamma == pytest.approx(root.imag, rel=0.05)
+
+
+def test_two_species_with_heavy_ions_reproduce_electron_landau_damping():
+    """Kinetic ions (m = 1e6, vth = 1) barely move: the electron Landau rate must not change, and
+    the charge densities of both species enter the Poisson solve (ions neutralize electrons)."""
+    from faiser.vlasov.state import Species
+
+    grid = PhaseSpaceGrid.make_1d1v(64, 4 * math.pi, 256, 6.0)
+    ion = Species("ion", 1.0, 1e6)
+    f_e = dist.perturb(dist.maxwellian(grid), grid, 0.01, 0.5)
+    f_i = dist.maxwellian(grid, temperature=1e6, mass=1e6)
+    stepper = Stepper(grid, (ELECTRON, ion), ElectrostaticFields(), 0.1)
+    state = stepper.initialize(State.create((f_e, f_i)))
+    state, series = stepper.rollout(state, 350, 1)
+    gamma, omega, n_peaks = fit_damping(np.asarray(series["time"]), np.asarray(series["electric_energy"]), 2, 35)
+    assert n_peaks >= 8
+    assert gamma == pytest.approx(-0.1534, rel=0.02)
+    assert omega == pytest.approx(1.4157, rel=0.01)
+    for f0, f1 in zip((f_e, f_i), state.f):
+        assert float(jnp.sum(f1)) == pytest.approx(float(jnp.sum(f0)), rel=1e-6)
