@@ -42,7 +42,7 @@ from faiser.grid import PhaseSpaceGrid
 from faiser.vlasov import distributions as dist
 from faiser.vlasov.fields import ElectrostaticFields
 from faiser.vlasov.state import ELECTRON, State
-from faiser.vlasov.stepper import Stepper
+from faiser.vlasov.stepper import Stepper, is_finite
 
 __all__ = ["STEPPER_CASES", "bench_stepper", "environment"]
 
@@ -272,10 +272,6 @@ def _build(case: StepperCase, settings: dict) -> tuple[Stepper, State, float]:
     return stepper, state, dt
 
 
-def _state_finite(state: State) -> bool:
-    return all(bool(jnp.all(jnp.isfinite(a))) for a in (*state.f, state.E, state.B))
-
-
 def _bench_case(case: StepperCase, settings: dict, bar) -> dict:
     n, repeats, warmup = settings["steps"], settings["repeats"], settings["warmup"]
     bar.set_postfix_str(f"{case.name}: build")
@@ -348,7 +344,7 @@ def _bench_case(case: StepperCase, settings: dict, bar) -> dict:
         "cell_updates_per_s": cells / median,
         "cell_updates_per_s_best": cells / lo,
         "cell_updates_per_s_worst": cells / hi,
-        "finite": _state_finite(state),
+        "finite": is_finite(state),
     }
     if dt != case.dt:
         out["note"] = f"the stepper refuses dt={case.dt:g} on this grid (|v| dt / dx too large); measured at dt={dt:g}"

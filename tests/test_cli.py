@@ -86,3 +86,18 @@ def test_corrupt_config_file(tmp_path):
     bad.write_bytes(b"\x00\xff{not json")
     code, _, err = _run(["simulate", "landau", "--config", str(bad), "--out", "x"], tmp_path)
     assert code == 2 and "cannot read config file" in err and "Traceback" not in err
+
+
+def test_non_finite_state_raises_numerical_error():
+    """A NaN anywhere in f reaches the diagnostics (f_min/f_max, sums): simulate stops with a named error."""
+    import jax.numpy as jnp
+
+    from faiser.errors import NumericalError
+    from faiser.simulation import _row
+    from faiser.vlasov.cases import build_case, default_config
+
+    case = build_case("landau", default_config("landau"))
+    bad = case.state.replace(f=(case.state.f[0].at[3, 0, 0, 7, 0, 0].set(jnp.nan),))
+    with pytest.raises(NumericalError, match="non-finite"):
+        _row(case.stepper.diagnostics(bad))
+    _row(case.stepper.diagnostics(case.state))  # a finite state passes

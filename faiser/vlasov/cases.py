@@ -38,8 +38,8 @@ class CommonConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class LandauConfig(CommonConfig):
-    """Linear Landau damping: f0 = (1 + alpha cos kx) exp(-v^2/2)/sqrt(2 pi), 1D1V."""
+class ElectrostaticConfig(CommonConfig):
+    """Keys shared by the 1D1V electrostatic cases: a perturbation alpha cos(kx), box 2 pi / k."""
 
     k: float = 0.5
     alpha: float = 0.01
@@ -49,21 +49,24 @@ class LandauConfig(CommonConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class TwoStreamConfig(CommonConfig):
+class LandauConfig(ElectrostaticConfig):
+    """Linear Landau damping: f0 = (1 + alpha cos kx) exp(-v^2/2)/sqrt(2 pi), 1D1V."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TwoStreamConfig(ElectrostaticConfig):
     """Two counter-streaming Maxwellians at +-v0 (thermal speed vth), 1D1V."""
 
     k: float = 0.2
     alpha: float = 0.001
     v0: float = 2.4
     vth: float = 1.0
-    nx: int = 64
-    nv: int = 256
     vmax: float = 8.0
     t_end: float = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
-class BumpOnTailConfig(CommonConfig):
+class BumpOnTailConfig(ElectrostaticConfig):
     """Core Maxwellian plus a warm beam (bump on tail), 1D1V."""
 
     k: float = 0.3
@@ -71,21 +74,16 @@ class BumpOnTailConfig(CommonConfig):
     n_beam: float = 0.1
     v_beam: float = 4.5
     vth_beam: float = 0.5
-    nx: int = 64
-    nv: int = 256
     vmax: float = 9.0
     t_end: float = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
-class FreeStreamingConfig(CommonConfig):
+class FreeStreamingConfig(ElectrostaticConfig):
     """No forces: f(x, v, t) = f0(x - v t, v); a perturbed Maxwellian, 1D1V."""
 
-    k: float = 0.5
     alpha: float = 0.5
-    nx: int = 64
     nv: int = 64
-    vmax: float = 6.0
     t_end: float = 10.0
 
 

@@ -36,7 +36,6 @@ __all__ = [
     "maxwellian",
     "bi_maxwellian",
     "kappa",
-    "beam",
     "beams",
     "two_beams",
     "ring",
@@ -257,18 +256,6 @@ def _bi_maxwellian(grid, density, bulk_velocity, t_par, t_perp, b_direction, mas
     bb = b[..., :, None] * b[..., None, :]
     cov = (tpe * jnp.eye(3, dtype=dtype) + (tpa - tpe) * bb) / jnp.asarray(mass, dtype)
     return _gaussian(grid, n, V, cov, dtype)
-
-
-def beam(
-    grid: PhaseSpaceGrid,
-    density: ArrayLike = 1.0,
-    velocity: ArrayLike = (0.0, 0.0, 0.0),
-    temperature: ArrayLike = 1.0,
-    mass: float = 1.0,
-    dtype: DTypeLike = jnp.float32,
-) -> jax.Array:
-    """One drifting Maxwellian beam (same as :func:`maxwellian` with ``bulk_velocity=velocity``)."""
-    return maxwellian(grid, density, velocity, temperature, mass, dtype)
 
 
 def beams(
