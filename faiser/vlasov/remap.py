@@ -252,7 +252,8 @@ def _outflow(f0, fL, fR, alpha, limiter):
 
 def _runtime_true(x: jax.Array) -> jax.Array:
     """A predicate that is true for every value of ``x`` (NaN included) but not folded by XLA."""
-    x0 = jnp.ravel(x)[0]
+    # A float comparison: XLA folds x == x for integers but not for floats (NaN).
+    x0 = jnp.ravel(x)[0].astype(jnp.float32)
     return (x0 == x0) | (x0 != x0)
 
 
