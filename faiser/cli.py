@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--devices", type=int, default=None)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    i = sub.add_parser("inspect", help="describe a Vlasiator VLSV file")
+    i.add_argument("file", help="a .vlsv file")
+    i.add_argument("--json", action="store_true", help="print the contract's JSON object")
+
     b = sub.add_parser("bench", help="benchmarks that print JSON")
     b.add_argument("what", choices=["stepper", "codecs", "latent", "loader"])
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -66,6 +70,16 @@ def _simulate(args) -> int:
     return 0
 
 
+def _inspect(args) -> int:
+    import json
+
+    from faiser.data.vlsv import format_inspection, inspect_file
+
+    info = inspect_file(args.file)
+    print(json.dumps(info, indent=2) if args.json else format_inspection(info))
+    return 0
+
+
 def _bench(args) -> int:
     from faiser.config import parse_overrides
     from faiser.errors import ConfigError
@@ -83,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "inspect":
+            return _inspect(args)
         if args.command == "bench":
             return _bench(args)
     except FaiserError as e:
