@@ -19,3 +19,15 @@ class TimeStepError(FaiserError, ValueError):
 
 class NumericalError(FaiserError, FloatingPointError):
     """The state became non-finite during a run."""
+
+
+class DataError(FaiserError, ValueError):
+    """A file or dataset that cannot be read or written as asked (base of the data errors)."""
+
+
+class VlsvError(DataError):
+    """A VLSV file that is unreadable, truncated, corrupt or lacks what was asked for."""
+
+
+class DatasetError(DataError):
+    """A trajectory dataset that is missing, incomplete, corrupt or sliced out of range."""
