@@ -11,8 +11,6 @@ import sys
 from faiser.errors import FaiserError
 
 CONTRACT_ONLY = {
-    "save_every": "--save-every (zarr snapshots)",
-    "vlsv_every": "--vlsv-every (VLSV output)",
     "checkpoint_every": "--checkpoint-every",
     "resume": "--resume",
 }
@@ -61,7 +59,10 @@ def _simulate(args) -> int:
             raise ConfigError(f"{what} is not available yet in this version of faiser")
     if args.devices not in (None, 1):
         raise ConfigError("--devices > 1 is not available yet in this version of faiser")
-    res = simulate(args.case, parse_overrides(args.set), args.out, args.config, progress=not args.quiet)
+    res = simulate(
+        args.case, parse_overrides(args.set), args.out, args.config, progress=not args.quiet,
+        save_every=args.save_every, vlsv_every=args.vlsv_every,
+    )  # fmt: skip
     t = res.timing
     print(
         f"{args.case}: {t['steps']} steps to t={t['simulated_time']:g} in {t['wall_s']:.2f} s "

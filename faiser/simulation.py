@@ -95,8 +95,15 @@ def simulate(
     out_dir: str | Path | None = None,
     config_file: str | Path | None = None,
     progress: bool = True,
+    save_every: int | None = None,
+    vlsv_every: int | None = None,
 ) -> SimulationResult:
     """Run case ``case`` with ``overrides`` and write the outputs into ``out_dir`` (if given).
+
+    ``save_every=N`` also writes a zarr trajectory dataset ``out_dir/snapshots`` (t = 0, every
+    N steps and the last state; see :mod:`faiser.data.dataset`), ``vlsv_every=N`` Vlasiator-style
+    VLSV files ``out_dir/vlsv/bulk.NNNNNNN.vlsv`` in SI units (t = 0, every N steps and the last
+    state; VDFs of every ``vdf_stride``-th cell).
 
     Returns a :class:`SimulationResult` whose ``diagnostics`` is an xarray Dataset indexed by time.
     Raises :class:`~faiser.errors.ConfigError`, :class:`~faiser.errors.TimeStepError` or
@@ -107,52 +114,86 @@ def simulate(
     built = build_case(case, cfg)
     stepper, state = built.stepper, built.state
     out = Path(out_dir) if out_dir is not None else None
+    meta = {
+        "case": case,
+        "config": to_json(cfg),
+        "grid": built.grid.to_json(),
+        "units": built.units.to_json(),
+        "species": [dataclasses.asdict(s) for s in stepper.species],
+        "stepper": {
+            "splitting": "strang",
+            "dt": stepper.dt,
+            "translation_cfl": stepper.cfl,
+            "rotation_substeps": stepper.rotation_substeps,
+            "rotation_per_substep_deg": float(np.degrees(stepper.rotation_per_substep)),
+        },
+        "faiser_version": __version__,
+    }
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "case": case,
-            "config": to_json(cfg),
-            "grid": built.grid.to_json(),
-            "units": built.units.to_json(),
-            "species": [dataclasses.asdict(s) for s in stepper.species],
-            "stepper": {
-                "splitting": "strang",
-                "dt": stepper.dt,
-                "translation_cfl": stepper.cfl,
-                "rotation_substeps": stepper.rotation_substeps,
-                "rotation_per_substep_deg": float(np.degrees(stepper.rotation_per_substep)),
-            },
-            "faiser_version": __version__,
-        }
         _atomic_write(out / "config.json", json.dumps(meta, indent=2))
 
-    every = cfg.diag_every
-    n_chunks, rest = divmod(built.n_steps, every)
+    for name, n in (("save_every", save_every), ("vlsv_every", vlsv_every)):
+        if n is not None and n < 1:
+            raise ConfigError(f"{name} must be >= 1, got {n}")
+        if n is not None and out is None:
+            raise ConfigError(f"{name} needs an output directory")
+    n_steps = built.n_steps
+    plan = output_plan(n_steps, cfg.diag_every, save_every, vlsv_every)
+    writer = _dataset_writer(built, meta, out / "snapshots", len(plan["save"])) if save_every else None
+    vlsv_dir = None
+    if vlsv_every:
+        vlsv_dir = out / "vlsv"
+        vlsv_dir.mkdir(exist_ok=True)
+
     t0 = time.perf_counter()
     diag_fn = jax.jit(stepper.diagnostics).lower(state).compile()
-    chunk = _compile_chunk(stepper, state, every) if n_chunks else None
-    last = _compile_chunk(stepper, state, rest) if rest else None
+    snap_fn = jax.jit(lambda st: _cell_moments(built, st)).lower(state).compile() if writer else None
+    chunks = {n: _compile_chunk(stepper, state, n) for n in sorted(set(plan["chunks"]))}
     compile_s = time.perf_counter() - t0
 
     records = [_row(diag_fn(state))]
     wall = 0.0
-    bar = tqdm(total=built.n_steps, desc=f"simulate {case}", unit="step", disable=not progress)
-    for fn, n in [(chunk, every)] * n_chunks + ([(last, rest)] if rest else []):
-        t1 = time.perf_counter()
-        state = fn(state)
-        jax.block_until_ready(state)
-        wall += time.perf_counter() - t1
-        records.append(_row(diag_fn(state)))
-        bar.update(n)
-    bar.close()
+    n_vlsv = 0
+    bar = tqdm(total=n_steps, desc=f"simulate {case}", unit="step", disable=not progress)
+    try:
+        step = 0
+        for n in [0, *plan["chunks"]]:
+            if n:
+                t1 = time.perf_counter()
+                state = chunks[n](state)
+                jax.block_until_ready(state)
+                wall += time.perf_counter() - t1
+                step += n
+                if step in plan["diag"]:
+                    records.append(_row(diag_fn(state)))
+                bar.update(n)
+            if writer is not None and step in plan["save"]:
+                if step not in plan["diag"]:
+                    _row(diag_fn(state))  # refuse to store a non-finite state
+                host = jax.device_get((state.f, state.E, state.B, snap_fn(state)))
+                writer.append(float(state.time), step, host[0], host[1], host[2], host[3])
+            if vlsv_dir is not None and step in plan["vlsv"]:
+                _write_vlsv(vlsv_dir / f"bulk.{n_vlsv:07d}.vlsv", built, state, meta)
+                n_vlsv += 1
+    except BaseException:
+        if writer is not None:
+            writer.close(complete=False)
+        raise
+    finally:
+        bar.close()
+    if writer is not None:
+        writer.close(complete=True)
     timing = {
         "wall_s": wall,
         "compile_s": compile_s,
-        "steps": built.n_steps,
-        "simulated_time": built.n_steps * stepper.dt,
+        "steps": n_steps,
+        "simulated_time": n_steps * stepper.dt,
         "device": str(jax.devices()[0].device_kind),
         "phase_space_cells": built.grid.num_cells,
-        "cell_updates_per_s": built.grid.num_cells * built.n_steps / wall if wall > 0 else None,
+        "cell_updates_per_s": built.grid.num_cells * n_steps / wall if wall > 0 else None,
+        "snapshots": len(plan["save"]) if writer else 0,
+        "vlsv_files": n_vlsv,
     }
     ds = timeseries_to_xarray(records)
     if out is not None:
@@ -161,6 +202,45 @@ def simulate(
         _atomic_write(out / "timing.json", json.dumps(timing, indent=2))
         plot_diagnostics(ds, built, out / "diagnostics.png")
     return SimulationResult(built, state, ds, timing, out)
+
+
+def output_plan(n_steps: int, diag_every: int, save_every: int | None, vlsv_every: int | None) -> dict:
+    """Steps at which a run stops for outputs.
+
+    Returns ``{"chunks": [n1, n2, ...], "diag": set, "save": list, "vlsv": list}``: the lengths of
+    the compiled step chunks between stops, and the steps of the diagnostics rows, dataset
+    snapshots and VLSV files (each includes step 0 and the last step).
+    """
+
+    def at(every):
+        if not every:
+            return []
+        return sorted(set(range(0, n_steps + 1, every)) | {0, n_steps})
+
+    diag = set(at(diag_every))
+    save, vlsv = at(save_every), at(vlsv_every)
+    stops = sorted(diag | set(save) | set(vlsv))
+    chunks = [b - a for a, b in zip(stops, stops[1:])]
+    return {"chunks": chunks, "diag": diag, "save": save, "vlsv": vlsv}
+
+
+def _cell_moments(case: Case, state) -> list[dict]:
+    return [cell_diagnostics(f, case.grid, state.B, sp.mass) for f, sp in zip(state.f, case.stepper.species)]
+
+
+def _dataset_writer(case: Case, meta: dict, path: Path, capacity: int):
+    from faiser.data.dataset import DatasetWriter
+
+    return DatasetWriter(path, case.grid, case.stepper.species, capacity, metadata=meta, dtype=case.config.dtype)
+
+
+def _write_vlsv(path: Path, case: Case, state, meta: dict) -> None:
+    from faiser.data.vlsv import write_snapshot
+
+    write_snapshot(
+        path, jax.device_get(state), case.grid, case.units, case.stepper.species,
+        config=meta, vdf_stride=case.config.vdf_stride,
+    )  # fmt: skip
 
 
 def write_cell_diagnostics(case: Case, initial, final, path: Path) -> xr.Dataset:

@@ -149,3 +149,13 @@ class HybridUnits(_Units):
     def temperature_to_thermal_speed(self, temperature_K: float) -> float:
         """sqrt(kT/m) of the ions at ``temperature_K``, in units of v_A."""
         return math.sqrt(BOLTZMANN * temperature_K / self.mass) / self.velocity
+
+
+def units_from_json(d: dict) -> ElectrostaticUnits | HybridUnits:
+    """Rebuild a unit system from its :meth:`_Units.to_json` dict (derived factors are ignored)."""
+    systems = {cls.SYSTEM: cls for cls in (ElectrostaticUnits, HybridUnits)}
+    cls = systems.get(d.get("system"))
+    if cls is None:
+        raise ConfigError(f"unknown unit system {d.get('system')!r}; expected one of {sorted(systems)}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: float(v) for k, v in d.items() if k in names})

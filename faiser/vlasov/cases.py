@@ -35,6 +35,7 @@ class CommonConfig:
     f_min: float = 0.0
     dtype: str = "float32"
     diag_every: int = 1
+    vdf_stride: int = 1  # --vlsv-every output: VDFs of every vdf_stride-th cell (moments of all)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +145,8 @@ def _steps(cfg: CommonConfig) -> int:
         raise ConfigError(f"t_end must be >= 0, got {cfg.t_end}")
     if cfg.diag_every < 1:
         raise ConfigError("diag_every must be >= 1")
+    if cfg.vdf_stride < 1:
+        raise ConfigError("vdf_stride must be >= 1")
     return max(1, math.ceil(cfg.t_end / cfg.dt - 1e-9)) if cfg.t_end > 0 else 0
 
 
