@@ -11,6 +11,10 @@ from jax import lax
 from faiser.vlasov.remap import _runtime_true
 
 
+@pytest.mark.skipif(
+    jax.default_backend() != "cpu",
+    reason="CPU-backend structure: XLA:GPU may turn the conditional into a select (seen on H100 for int32)",
+)
 @pytest.mark.parametrize("dtype", [jnp.int32, jnp.float32])
 def test_the_fusion_boundary_survives_compilation(dtype):
     def fn(x):
