@@ -38,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--devices", type=int, default=None)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    w = sub.add_parser("sweep", help="generate a family of datasets from a sweep file (experiments/sweeps/)")
+    w.add_argument("file", help="sweep JSON file")
+    w.add_argument("--out", required=True, help="root directory; one sub-directory per run")
+    w.add_argument("--dry-run", action="store_true", help="list the runs and their status, run nothing")
+    w.add_argument("--quiet", action="store_true", help="no progress bars")
+
     i = sub.add_parser("inspect", help="describe a Vlasiator VLSV file")
     i.add_argument("file", help="a .vlsv file")
     i.add_argument("--json", action="store_true", help="print the contract's JSON object")
@@ -71,6 +77,15 @@ def _simulate(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from faiser.sweep import run_sweep
+
+    index = run_sweep(args.file, args.out, progress=not args.quiet, dry_run=args.dry_run)
+    for e in index:
+        print(f"{e['status']:8s} {e['name']}")
+    return 0
+
+
 def _inspect(args) -> int:
     import json
 
@@ -98,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "sweep":
+            return _sweep(args)
         if args.command == "inspect":
             return _inspect(args)
         if args.command == "bench":
