@@ -6,6 +6,7 @@ Bad input exits with status 2 and one line on stderr (see DESIGN.md, command-lin
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from faiser.errors import FaiserError
@@ -122,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     except FaiserError as e:
         print(f"faiser: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `faiser inspect --json FILE | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (silence the flush at exit)
+        return 0
     except KeyboardInterrupt:
         print("faiser: interrupted", file=sys.stderr)
         return 130
