@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: a Landau-damping run with diagnostics and a plot.
+# The main job on the embedded default: simulate -> dataset -> VLSV -> inspect, with plots.
 set -euo pipefail
 cd "$(dirname "$0")"
 . scripts/setup_env.sh
 out="${1:-runs/demo}"
-faiser simulate landau --out "$out/landau"
-faiser simulate larmor --set 'B=0.3,0.4,0.866' --set t_end=31.4 --out "$out/larmor"
-echo "demo outputs: $out/landau/{config.json,diagnostics.csv,timing.json,diagnostics.png} and $out/larmor/"
+rm -rf "$out/landau" "$out/larmor"  # datasets are never overwritten; start these two afresh
+# Landau damping; a zarr trajectory dataset every 10 steps (runs/demo/landau/snapshots)
+faiser simulate landau --save-every 10 --out "$out/landau"
+# gyration about an oblique B; Vlasiator-style VLSV output (SI units) every 17 steps
+faiser simulate larmor --set 'B=0.3,0.4,0.866' --set t_end=31.4 --vlsv-every 17 --out "$out/larmor"
+faiser inspect "$(ls "$out"/larmor/vlsv/bulk.*.vlsv | tail -n 1)"
+# a small dataset family from a sweep file (deterministic run names; reruns skip finished runs)
+faiser sweep experiments/sweeps/tiny_landau.json --out "$out/family" --quiet
+python - "$out" <<'PY'
+import sys
+from faiser.data.dataset import open_dataset
+ds = open_dataset(f"{sys.argv[1]}/landau")
+print(ds)
+print("density at the last snapshot, first 4 cells:", ds.moments("electron", "density", time=-1)[:4, 0, 0])
+PY
+echo "demo outputs in $out: landau/{config.json,diagnostics.csv,timing.json,diagnostics.png,moments.nc,snapshots/}, larmor/vlsv/, family/"
