@@ -44,7 +44,7 @@ from faiser.vlasov.fields import ElectrostaticFields
 from faiser.vlasov.state import ELECTRON, State
 from faiser.vlasov.stepper import Stepper, is_finite
 
-__all__ = ["STEPPER_CASES", "bench_stepper", "environment"]
+__all__ = ["STEPPER_CASES", "bench_loader", "bench_stepper", "environment"]
 
 # Oblique uniform background field, |B0| = 1: electrons (q/m = -1) gyrate at Omega = 1.
 B0_OBLIQUE = (0.3, 0.4, 0.866)
@@ -411,6 +411,270 @@ def bench_stepper(out: str | Path, overrides: Mapping[str, object] | None = None
             "vlasiator_cell_updates_per_s_per_core": [7.5e6, 9e6],
             "jax_semi_lagrangian_2d2v_gh200_cell_updates_per_s": 28e9,
         },
+    }
+    text = json.dumps(report, indent=2)
+    _atomic_write(out, text + "\n")
+    print(text)
+    return report
+
+
+# ---- bench loader ----------------------------------------------------------------------------------
+def _path_setting(value) -> str:
+    return str(value).strip()
+
+
+LOADER_SETTINGS: dict[str, tuple[object, Callable]] = {
+    "data": ("", _path_setting),
+    "nx": ("256", lambda v: _int("nx", v, 1)),
+    "nv": ("32", lambda v: _int("nv", v, 2)),
+    "snapshots": ("6", lambda v: _int("snapshots", v, 1)),
+    "batch": ("64", lambda v: _int("batch", v, 1)),
+    "patch_batch": ("16", lambda v: _int("patch_batch", v, 1)),
+    "batches": ("8", lambda v: _int("batches", v, 1)),
+    "repeats": ("3", lambda v: _int("repeats", v, 1)),
+    "prefetch": ("4", lambda v: _int("prefetch", v, 1)),
+    "patch": ("8", lambda v: _int("patch", v, 1)),
+    "window": ("2", lambda v: _int("window", v, 1)),
+    "stride": ("1", lambda v: _int("stride", v, 1)),
+    "cache_mb": ("0", lambda v: _int("cache_mb", v, 0)),
+    "step_ms": ("0", lambda v: _int("step_ms", v, 0)),
+}
+LOADER_SETTING_HELP = {
+    "data": "dataset path(s), comma-separated (default: generate a synthetic 1D3V dataset in a temporary directory)",
+    "nx": "spatial cells of the generated 1D3V dataset",
+    "nv": "velocity cells per axis of the generated dataset",
+    "snapshots": "snapshots of the generated dataset",
+    "batch": "global batch of the per-VDF loaders",
+    "patch_batch": "global batch of the patch and window loaders",
+    "batches": "batches per timed repeat",
+    "repeats": "timed repeats (median reported)",
+    "prefetch": "queue depth of the prefetching runs (the others use prefetch=0)",
+    "patch": "patch cells along each resolved spatial axis (patch and window loaders)",
+    "window": "future states per window sample",
+    "stride": "snapshots between the states of a window",
+    "cache_mb": "decoded-chunk cache per loader (0: every chunk decoded from the store)",
+    "step_ms": "simulated training step per batch (sleep), to show prefetch overlap",
+}
+
+
+def resolve_loader_settings(overrides: Mapping[str, object] | None) -> dict:
+    """Defaults of ``bench loader`` updated by ``overrides``; unknown keys raise :class:`ConfigError`."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(LOADER_SETTINGS))
+    if unknown:
+        known = "; ".join(f"{k} ({LOADER_SETTING_HELP[k]})" for k in LOADER_SETTINGS)
+        raise ConfigError(f"unknown bench loader key(s) {', '.join(map(repr, unknown))}; known keys: {known}")
+    return {k: parse(overrides.get(k, default)) for k, (default, parse) in LOADER_SETTINGS.items()}
+
+
+def synthetic_dataset(path: str | Path, nx: int = 256, nv: int = 32, snapshots: int = 6, seed: int = 0) -> Path:
+    """Write a 1D3V dataset of drifting, heated Maxwellians (electrons) for loader benchmarks.
+
+    Cell ``x`` at snapshot ``t`` holds ``(1 + 0.2 cos(k (x - 0.5 t))) M(v; u(x), T(x))`` with bulk
+    velocity ``u = (0.8 sin kx, 0.3 cos kx, 0)`` and temperature ``T = 1 + 0.3 cos kx`` (plus 1%
+    noise), on ``|v| <= 5``, box ``2 pi / k`` with ``k = 0.5``. Not a Vlasov solution: only data of
+    realistic shape and compressibility.
+    """
+    from faiser.data.dataset import DatasetWriter
+
+    k = 0.5
+    grid = PhaseSpaceGrid.make_1d3v(nx, 2 * math.pi / k, nv, 5.0)
+    x = grid.x_centers(0)[:, None, None, None]
+    v = [grid.v_centers(a) for a in range(3)]
+    vx, vy, vz = v[0][None, :, None, None], v[1][None, None, :, None], v[2][None, None, None, :]
+    u = (0.8 * np.sin(k * x), 0.3 * np.cos(k * x))
+    temp = 1.0 + 0.3 * np.cos(k * x)
+    shape = ((vx - u[0]) ** 2 + (vy - u[1]) ** 2 + vz**2) / (2 * temp)
+    maxwellian = np.exp(-shape) / (2 * np.pi * temp) ** 1.5
+    rng = np.random.default_rng(seed)
+    zero = np.zeros((*grid.nx, 3))
+    with DatasetWriter(path, grid, (ELECTRON,), capacity=snapshots, metadata={"case": "synthetic_1d3v"}) as w:
+        for t in range(snapshots):
+            dens = 1.0 + 0.2 * np.cos(k * (x - 0.5 * t))
+            f = dens * maxwellian * (1 + 0.01 * rng.standard_normal(maxwellian.shape))
+            w.append(float(t), t, [np.maximum(f, 0).astype(np.float32).reshape(grid.shape)], zero, zero)
+    return Path(path)
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def _time_loader(loader, settings: dict, bar) -> dict:
+    """Median time of ``repeats`` runs of ``batches`` batches, each batch waited for on the device."""
+    batches, step = settings["batches"], settings["step_ms"] / 1e3
+    it = loader.stream()
+    cache = loader.source.cache
+    try:
+        for _ in range(max(1, loader.prefetch) + 1):  # warm-up: thread started, queue at steady state
+            jax.block_until_ready(next(it))
+        times, decoded = [], []
+        f_bytes = 0
+        for _ in range(settings["repeats"]):
+            read0 = cache.bytes_read
+            t0 = time.perf_counter()
+            for _ in range(batches):
+                b = jax.block_until_ready(next(it))
+                if step:
+                    time.sleep(step)
+            times.append(time.perf_counter() - t0)
+            decoded.append(cache.bytes_read - read0)
+            f_bytes = b["f"].nbytes
+            bar.update(1)
+    finally:
+        it.close()
+        loader.close()
+    med = statistics.median(times)
+    n = loader.batch_size * batches
+    return {
+        "batch_size": loader.batch_size,
+        "batches": batches,
+        "prefetch": loader.prefetch,
+        "times_s": times,
+        "median_s": med,
+        "batch_mb": f_bytes / 1e6,
+        "samples_per_s": n / med,
+        "vdfs_per_s": n * math.prod(loader.sample_shape[:-3]) / med,
+        "mb_per_s": f_bytes * batches / med / 1e6,
+        "decoded_mb_per_s": statistics.median(decoded) / med / 1e6,
+    }
+
+
+def _baselines(paths: list[str], settings: dict, mesh) -> dict:
+    """Plain zarr reads of whole snapshots, and gathers of random VDFs from an in-memory numpy array."""
+    from faiser.data.dataset import open_dataset
+
+    ds = open_dataset(paths[0])
+    sp = ds.species_names[0]
+    times = []
+    nbytes = 0
+    for _ in range(settings["repeats"]):
+        t0 = time.perf_counter()
+        nbytes = sum(ds.f(sp, t).nbytes for t in range(len(ds)))
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    vdfs = len(ds) * math.prod(ds.grid.nx)
+    out = {
+        "zarr_read": {
+            "what": "every snapshot of f read whole with Dataset.f (decode only, no device transfer)",
+            "times_s": times,
+            "median_s": med,
+            "mb_per_s": nbytes / med / 1e6,
+            "vdfs_per_s": vdfs / med,
+        }
+    }
+    if nbytes <= 2 << 30:
+        allf = ds.vdfs(sp)
+        rng = np.random.default_rng(0)
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+        b = settings["batch"]
+        times = []
+        for _ in range(settings["repeats"]):
+            t0 = time.perf_counter()
+            for _ in range(settings["batches"]):
+                jax.block_until_ready(jax.device_put(allf[np.sort(rng.integers(0, len(allf), b))], sharding))
+            times.append(time.perf_counter() - t0)
+        med = statistics.median(times)
+        n = b * settings["batches"]
+        out["numpy_gather"] = {
+            "what": "random batches gathered from the whole f held in memory, then device_put (upper bound)",
+            "batch_size": b, "times_s": times, "median_s": med, "samples_per_s": n / med,
+            "mb_per_s": n * allf[0].nbytes / med / 1e6,
+        }  # fmt: skip
+    return out
+
+
+def bench_loader(out: str | Path, overrides: Mapping[str, object] | None = None, progress: bool = True) -> dict:
+    """Measure the training loaders' throughput from the store on disk to the device, as JSON.
+
+    A synthetic 1D3V dataset (:func:`synthetic_dataset`, ``nx`` cells of ``nv^3`` VDFs,
+    ``snapshots`` snapshots) is written to a temporary directory unless ``data`` names datasets.
+    Loaders timed, each with ``prefetch`` (queue of that depth) and without (built in the caller):
+    ``vdf_global`` (per-VDF, global shuffle), ``vdf_chunks`` (per-VDF, chunk-aware shuffle),
+    ``patch`` (``patch`` cells along each resolved spatial axis, periodic wrap) and ``window``
+    (``window + 1`` states ``stride`` snapshots apart of such patches). Every batch is placed with
+    ``NamedSharding(mesh, PartitionSpec("data"))`` over all devices and waited for. Baselines: plain
+    zarr reads of whole snapshots and random gathers from an in-memory numpy array.
+
+    Args:
+      out: JSON file written atomically.
+      overrides: ``--set`` keys, see :data:`LOADER_SETTING_HELP`.
+      progress: tqdm progress bar on stderr.
+
+    Returns:
+      The JSON object (also printed): ``settings``, ``environment``, ``dataset``, ``baselines``,
+      ``loaders[name]["prefetch" | "no_prefetch"]`` with ``samples_per_s``, ``mb_per_s`` (delivered
+      ``f`` bytes), ``decoded_mb_per_s`` (chunk bytes decoded from the store), ``median_s``, ...
+    """
+    from faiser.data.dataset import open_dataset
+    from faiser.data.loaders import PatchLoader, VdfLoader, WindowLoader, make_mesh
+
+    settings = resolve_loader_settings(overrides)
+    out = Path(out)
+    with contextlib.ExitStack() as stack:
+        t0 = time.perf_counter()
+        if settings["data"]:
+            paths = [p.strip() for p in settings["data"].split(",") if p.strip()]
+            generated = None
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="faiser-bench-loader-"))
+            paths = [str(synthetic_dataset(Path(tmp) / "data", settings["nx"], settings["nv"], settings["snapshots"]))]
+            generated = time.perf_counter() - t0
+        datasets = [open_dataset(p) for p in paths]
+        ds = datasets[0]
+        mesh = make_mesh()
+        env = environment()
+        common = dict(seed=0, mesh=mesh, cache_bytes=settings["cache_mb"] << 20)
+        pb, p = settings["patch_batch"], settings["patch"]
+        builders = {
+            "vdf_global": lambda pf: VdfLoader(paths, batch_size=settings["batch"], prefetch=pf, **common),
+            "vdf_chunks": lambda pf: VdfLoader(paths, batch_size=settings["batch"], shuffle_mode="chunks",
+                                               prefetch=pf, **common),
+            "patch": lambda pf: PatchLoader(paths, batch_size=pb, patch=p, patch_stride=1, wrap="periodic",
+                                            prefetch=pf, **common),
+            "window": lambda pf: WindowLoader(paths, batch_size=pb, window=settings["window"],
+                                              stride=settings["stride"], patch=p, patch_stride=1, wrap="periodic",
+                                              prefetch=pf, **common),
+        }  # fmt: skip
+        total = 2 * len(builders) * settings["repeats"]
+        results = {}
+        with tqdm(total=total, desc="bench loader", unit="repeat", file=sys.stderr, disable=not progress) as bar:
+            for name, build in builders.items():
+                bar.set_postfix_str(name)
+                entry = {}
+                for mode, pf in (("prefetch", settings["prefetch"]), ("no_prefetch", 0)):
+                    loader = build(pf)
+                    entry.setdefault("describe", loader.describe())
+                    entry[mode] = _time_loader(loader, settings, bar)
+                entry["prefetch_speedup"] = entry["no_prefetch"]["median_s"] / entry["prefetch"]["median_s"]
+                results[name] = entry
+            bar.set_postfix_str("baselines")
+            baselines = _baselines(paths, settings, mesh)
+        f_arr = ds._array(f"f/{ds.species_names[0]}")
+        raw = sum(len(d) * math.prod(d.grid.shape) * f_arr.dtype.itemsize * len(d.species) for d in datasets)
+        disk = sum(_dir_bytes(d.path) for d in datasets)
+        dataset = {
+            "paths": paths if generated is None else "synthetic (temporary)",
+            "generate_s": generated,
+            "grid_shape": list(ds.grid.shape),
+            "snapshots": [len(d) for d in datasets],
+            "vdfs": sum(len(d) * math.prod(d.grid.nx) * len(d.species) for d in datasets),
+            "vdf_kb": math.prod(ds.grid.nv) * f_arr.dtype.itemsize / 1e3,
+            "chunk_shape": list(f_arr.chunks),
+            "raw_mb": raw / 1e6,
+            "disk_mb": disk / 1e6,
+            "compression_ratio": raw / disk if disk else None,
+        }
+    env["load_average_1m_end"] = _load_average()
+    report = {
+        "benchmark": "loader",
+        "unit": "samples/s and MB/s of f delivered on the device (median of repeats); decoded_mb_per_s from the store",
+        "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "settings": settings,
+        "environment": env,
+        "dataset": dataset,
+        "baselines": baselines,
+        "loaders": results,
     }
     text = json.dumps(report, indent=2)
     _atomic_write(out, text + "\n")

@@ -101,6 +101,11 @@ def _bench(args) -> int:
     from faiser.config import parse_overrides
     from faiser.errors import ConfigError
 
+    if args.what == "loader":
+        from faiser.bench import bench_loader
+
+        bench_loader(args.out, parse_overrides(args.set))
+        return 0
     if args.what != "stepper":
         raise ConfigError(f"bench {args.what} is not available yet in this version of faiser")
     from faiser.bench import bench_stepper
