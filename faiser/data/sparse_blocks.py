@@ -375,13 +375,19 @@ def sparse_moments(sb: SparseBlocks, mass: float = 1.0, max_blocks: int = 1 << 2
     """
     mesh = sb.mesh
     n = sb.ncells
-    w = mesh.wid
-    basis = _local_basis(w)
+    basis = _local_basis(mesh.wid)
     dv = np.asarray(mesh.dv)
     vmin = np.asarray(mesh.vmin)
-    bx, by, _ = mesh.nblocks
     acc = np.zeros((n, 10), dtype=np.float64)
     cob = sb.cell_of_block
+    with np.errstate(all="ignore"):  # corrupt or extreme values give inf / nan, reported as such
+        _accumulate(acc, sb, cob, basis, dv, vmin, max_blocks)
+        return _finish(acc, mesh, mass)
+
+
+def _accumulate(acc, sb, cob, basis, dv, vmin, max_blocks) -> None:
+    w = sb.mesh.wid
+    bx, by, _ = sb.mesh.nblocks
     for s in range(0, sb.nblocks_total, max_blocks):
         vals = np.asarray(sb.values[s : s + max_blocks], dtype=np.float64)
         bid = sb.block_ids[s : s + max_blocks].astype(np.int64)
@@ -400,10 +406,13 @@ def sparse_moments(sb: SparseBlocks, mass: float = 1.0, max_blocks: int = 1 << 2
         per_block = np.stack(cols, axis=1)
         idx = cob[s : s + max_blocks]
         _segment_add(acc, idx, per_block)
+
+
+def _finish(acc: np.ndarray, mesh: VelocityMesh, mass: float) -> dict[str, np.ndarray]:
+    n = acc.shape[0]
     acc *= mesh.dv3
     dens = acc[:, 0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        vel = np.where(dens[:, None] != 0, acc[:, 1:4] / dens[:, None], 0.0)
+    vel = np.where(dens[:, None] != 0, acc[:, 1:4] / np.where(dens != 0, dens, 1.0)[:, None], 0.0)
     p = np.empty((n, 6))
     for q, (a, b) in enumerate(_PAIRS):
         p[:, q] = mass * (acc[:, 4 + q] - dens * vel[:, a] * vel[:, b])

@@ -274,7 +274,9 @@ def inspect_file(path: str | os.PathLike) -> dict:
 
 
 def _g(x) -> str:
-    return "n/a" if x is None else f"{x:.6g}"
+    if x is None:
+        return "n/a"
+    return f"{x:.6g}" if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
 
 
 def format_inspection(info: dict, max_cells: int = 8) -> str:
