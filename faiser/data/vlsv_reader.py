@@ -577,14 +577,16 @@ class VlsvFile:
         starts = offsets[rows]
         if rows.size and np.all(starts[1:] == starts[:-1] + sel_counts[:-1]):  # contiguous: one slice
             a, b = int(starts[0]), int(starts[0] + sel_counts.sum())
-            bids = ids_v[a:b]
-            vals = val_v[a:b]
+            bids = np.array(ids_v[a:b])
+            vals = np.array(val_v[a:b])
         else:
             idx = _ranges(starts, sel_counts)
             bids = np.take(ids_v, idx)
             vals = np.take(val_v, idx, axis=0)
-        bids = bids.astype(np.uint32 if ids_e.datasize <= 4 and ids_e.dtype.kind == "u" else np.int64, copy=True)
-        vals = vals.astype(vals.dtype.newbyteorder("="), copy=True)
+        # fresh arrays from here on: convert only when needed (byte order, id width)
+        bids = bids.astype(np.uint32 if ids_e.datasize <= 4 and ids_e.dtype.kind == "u" else np.int64, copy=False)
+        if not vals.dtype.isnative:
+            vals = vals.astype(vals.dtype.newbyteorder("="))
         if bids.size:
             if bids.dtype.kind == "i" and int(bids.min()) < 0:
                 raise VlsvError(f"{self.path}: negative velocity block id in {pop!r}")
