@@ -24,7 +24,8 @@ A batch is a dict of arrays with the sample axis first:
 Iteration. Samples are ordered per epoch by a permutation drawn from
 ``numpy.random.default_rng([seed, epoch])`` (``shuffle_mode="global"``), or chunk-aware
 (``"chunks"``: storage chunks are permuted, then samples are shuffled within blocks of
-``shuffle_block`` consecutive chunks, so a batch touches few chunks), or not at all
+``shuffle_block`` consecutive chunks, so a batch touches few chunks; the source's chunk cache is
+grown to hold a block), or not at all
 (``shuffle=False``). Epoch ``e`` is a pure function of ``(seed, e)``, so batches are deterministic
 and an iterator resumes exactly from ``state_dict()`` = ``{"epoch", "position", "seed", ...}`` (JSON).
 With ``drop_last=True`` (default) an epoch has ``num_samples // batch_size`` full batches and the
@@ -155,6 +156,9 @@ class Loader:
                                   f"({mesh.shape['data']} devices)")  # fmt: skip
             self._sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
         self.space = self._build_space()
+        if shuffle and shuffle_mode == "chunks":  # the cache must hold a shuffle block, or chunks are decoded again
+            need = (self.shuffle_block + 1) * self.source.max_chunk_bytes()
+            self.source.cache.max_bytes = max(self.source.cache.max_bytes, need)
         if self.space.size == 0:
             raise DataError(f"{self.kind} loader: no sample in {self.source.describe()}")
         if self.batches_per_epoch == 0:
@@ -175,8 +179,10 @@ class Loader:
 
     def _chunk_of(self, run, sp, t, origin) -> tuple[np.ndarray, ...]:
         """Keys of the storage chunk holding each sample's first VDF (chunk-aware shuffle)."""
-        tiles = np.asarray([self.source.chunk_tile(int(r), int(s)) for r, s in zip(run, sp)]).reshape(-1, 3)
-        c = origin // np.maximum(tiles, 1)
+        tiles = np.empty((len(run), 3), dtype=np.int64)
+        for r, s in np.unique(np.stack([run, sp], axis=1), axis=0):
+            tiles[(run == r) & (sp == s)] = self.source.chunk_tile(int(r), int(s))
+        c = origin // tiles
         return run, sp, t, c[:, 0], c[:, 1], c[:, 2]
 
     # -- sizes ------------------------------------------------------------------------------------

@@ -198,6 +198,12 @@ class Source:
             raise DataError(f"unknown species {unknown or names}; the source has {self.species}")
         return tuple(self.species.index(s) for s in names)
 
+    def max_chunk_bytes(self) -> int:
+        """Bytes of the largest decoded chunk over runs and species."""
+        per_vdf = math.prod(self.mesh.nv) * self.dtype.itemsize
+        pairs = [(r, s) for r in range(self.n_runs) for s in range(len(self.species))]
+        return max(math.prod(self.chunk_tile(r, s)) * per_vdf for r, s in pairs)
+
     def chunk(self, run: int, species: int, t: int, chunk: tuple[int, int, int], memo: dict | None = None):
         """One decoded chunk, from ``memo`` (a per-request dict), the LRU cache or storage."""
         key = (run, species, t, chunk)
