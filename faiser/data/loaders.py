@@ -443,7 +443,11 @@ class LoaderIterator(Iterator):
             except StopIteration:
                 self._done = True
                 raise
-            batch = self._loader.make_batch(epoch, position)
+            try:
+                batch = self._loader.make_batch(epoch, position)
+            except BaseException:
+                self._done = True  # like the prefetching path: a new iterator retries this batch
+                raise
         else:
             while True:
                 try:

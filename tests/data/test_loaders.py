@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -155,6 +156,42 @@ def test_batches_sharded_over_four_fake_devices(data):
     assert out["window"]["shards"] == [[1, 2, *NX, *NV]] * 4 and out["window"]["equal"]
 
 
+_MULTIPROCESS = """
+import json, sys
+import jax
+jax.distributed.initialize(coordinator_address="localhost:" + sys.argv[2], num_processes=2, process_id=int(sys.argv[1]))
+import numpy as np
+from faiser.data.loaders import VdfLoader, make_mesh
+loader = VdfLoader(sys.argv[3], batch_size=8, mesh=make_mesh(), seed=3)  # process index/count from JAX
+f = next(iter(loader))["f"]
+local = loader.read_batch(*loader.batch_ids(0, 0))
+shards = sorted((s.index[0].start, np.asarray(s.data)) for s in f.addressable_shards)
+print(json.dumps({"process": jax.process_index(), "devices": jax.device_count(), "shape": list(f.shape),
+                  "local_ok": bool(np.array_equal(np.concatenate([d for _, d in shards]), local["f"])),
+                  "index": local["index"].tolist()}))
+loader.close()
+"""
+
+
+def test_two_jax_processes_assemble_the_global_batch(data):
+    """Two real JAX processes (2 CPU devices each): each reads its half, the global array spans 4 devices."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = str(s.getsockname()[1])
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    procs = [subprocess.Popen([sys.executable, "-c", _MULTIPROCESS, str(i), port, str(data)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]  # fmt: skip
+    outs = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=120)
+        assert p.returncode == 0, stderr[-2000:]
+        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    outs.sort(key=lambda o: o["process"])
+    assert [o["devices"] for o in outs] == [4, 4] and all(o["shape"] == [8, *NV] and o["local_ok"] for o in outs)
+    whole = VdfLoader(data, batch_size=8, seed=3, to_device=False)
+    assert outs[0]["index"] + outs[1]["index"] == whole.read_batch(*whole.batch_ids(0, 0))["index"].tolist()
+
+
 def test_vdf_samples_and_conditioning(data):
     ds = open_dataset(data)
     loader = VdfLoader(data, batch_size=16, conditioning=("time", "position", "density", "bulk_velocity"))
@@ -237,9 +274,10 @@ def test_several_runs_and_normalized_batches(data, tmp_path):
     assert seen_runs == {0, 1}
 
 
-def test_prefetch_errors_reach_the_consumer_and_threads_stop(data, monkeypatch):
+@pytest.mark.parametrize("prefetch", [2, 0])
+def test_errors_reach_the_consumer_and_threads_stop(data, monkeypatch, prefetch):
     before = threading.active_count()
-    loader = VdfLoader(data, batch_size=4, to_device=False, prefetch=2)
+    loader = VdfLoader(data, batch_size=4, to_device=False, prefetch=prefetch)
     calls = {"n": 0}
     original = loader.source.read_vdfs
 
@@ -255,8 +293,10 @@ def test_prefetch_errors_reach_the_consumer_and_threads_stop(data, monkeypatch):
     with pytest.raises(OSError, match="disk gone"):
         next(it)
     assert loader.state_dict()["position"] == 2  # the failed batch was not consumed
+    with pytest.raises(StopIteration):
+        next(it)
     it2 = iter(loader)
-    next(it2)
+    assert np.array_equal(next(it2)["index"], loader.read_batch(*loader.batch_ids(0, 2))["index"])
     it2.close()  # stops early: the thread goes away
     it3 = iter(loader)
     next(it3)
