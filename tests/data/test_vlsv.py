@@ -414,3 +414,26 @@ def test_cli_inspect_human_and_corrupt(small_file, tmp_path, capsys):
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("faiser: error:") and "XML" in lines[0]
+
+
+def test_dense_read_refuses_huge_allocations(small_file, tmp_path, monkeypatch):
+    import faiser.data.vlsv_reader as reader
+
+    monkeypatch.setattr(reader, "MAX_DENSE_BYTES", 1000)
+    with open_vlsv(_write(tmp_path / "s.vlsv", small_file)) as f:
+        assert f.read_vdf_sparse("proton").ncells == 2
+        with pytest.raises(VlsvError, match="sparse blocks"):
+            f.read_vdf("proton")
+
+
+def test_benchmark_script_runs_small(tmp_path):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_vlsv.py"
+    spec = importlib.util.spec_from_file_location("bench_vlsv", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    res = bench.run(size_gb=0.002, repeats=1, folder=str(tmp_path), dense_batch=4)
+    assert res["file"]["ncells"] >= 2 and set(res["throughput_mb_per_s"]) >= {"plain_fromfile", "faiser_sparse"}
+    assert os.listdir(tmp_path) == []  # the temporary file is gone
+    json.dumps(res, allow_nan=False)
