@@ -39,7 +39,8 @@ epoch); with ``drop_last=False`` the last batch is filled up with the epoch's fi
 ``close()`` or leaving the iterator stops the thread).
 
 Distribution. Each process reads only its share, the contiguous slice ``process_index`` of
-``process_count`` of every global batch (default ``jax.process_index()`` / ``jax.process_count()``).
+``process_count`` of every global batch (default ``jax.process_index()`` / ``jax.process_count()``;
+with a mesh on several JAX processes, the rows that this process's devices hold).
 With a ``mesh`` holding a ``data`` axis every array is placed as
 ``NamedSharding(mesh, PartitionSpec("data"))`` (``jax.device_put`` on one process,
 ``jax.make_array_from_process_local_data`` on several); without one, on the default device
@@ -148,13 +149,18 @@ class Loader:
         self.mesh = mesh
         self.to_device = bool(to_device)
         self._sharding = None
+        nloc = self.local_batch_size
+        self._share = slice(self.process_index * nloc, (self.process_index + 1) * nloc)
         if mesh is not None:
             if "data" not in mesh.axis_names:
                 raise ConfigError(f"the mesh needs a 'data' axis, it has {mesh.axis_names}")
-            if self.batch_size % mesh.shape["data"]:
-                raise ConfigError(f"batch_size {self.batch_size} is not divisible by the mesh's data axis "
-                                  f"({mesh.shape['data']} devices)")  # fmt: skip
             self._sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+            placed = self.batch_size if jax.process_count() > 1 else self.local_batch_size
+            if placed % mesh.shape["data"]:
+                raise ConfigError(f"batch of {placed} is not divisible by the mesh's data axis "
+                                  f"({mesh.shape['data']} devices)")  # fmt: skip
+            if jax.process_count() > 1:
+                self._share = self._mesh_share()
         self.space = self._build_space()
         if shuffle and shuffle_mode == "chunks":  # the cache must hold a shuffle block, or chunks are decoded again
             need = (self.shuffle_block + 1) * self.source.max_chunk_bytes()
@@ -201,6 +207,17 @@ class Loader:
     @property
     def local_batch_size(self) -> int:
         return self.batch_size // self.process_count
+
+    def _mesh_share(self) -> slice:
+        """Rows of the global batch held by this JAX process's devices (must be one contiguous range)."""
+        b = self.batch_size
+        index = self._sharding.addressable_devices_indices_map((b,))
+        rows = sorted({(s[0].indices(b)[0], s[0].indices(b)[1]) for s in index.values()})
+        lo, hi = rows[0][0], rows[-1][1]
+        if sum(r[1] - r[0] for r in rows) != hi - lo or hi - lo != self.local_batch_size:
+            raise ConfigError(f"this process's devices hold rows {rows} of the batch: not one contiguous share of "
+                              f"{self.local_batch_size}; order the mesh's devices by process")  # fmt: skip
+        return slice(lo, hi)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -280,11 +297,10 @@ class Loader:
     # -- batches ----------------------------------------------------------------------------------
     def read_batch(self, ids: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """This process's share of the global batch ``ids`` as host (numpy) arrays."""
-        b = len(ids)
-        lo = self.process_index * (b // self.process_count)
-        sl = slice(lo, lo + b // self.process_count)
-        ids = np.asarray(ids, dtype=np.int64)[sl]
-        mask = np.ones(len(ids), bool) if mask is None else np.asarray(mask, bool)[sl]
+        if len(ids) != self.batch_size:
+            raise DataError(f"read_batch takes a global batch of {self.batch_size} ids, got {len(ids)}")
+        ids = np.asarray(ids, dtype=np.int64)[self._share]
+        mask = np.ones(len(ids), bool) if mask is None else np.asarray(mask, bool)[self._share]
         f, meta = self._read(ids)
         idx_type = np.int32 if self.num_samples < 2**31 else np.int64
         out: dict[str, Any] = {"mask": mask, "index": ids.astype(idx_type)}
@@ -320,7 +336,7 @@ class Loader:
     def place(self, batch: dict[str, np.ndarray]):
         """Put a process-local host batch where the model wants it (see the module docstring)."""
         if self._sharding is not None:
-            if self.process_count == 1:
+            if jax.process_count() == 1:
                 return jax.device_put(batch, self._sharding)
             b = self.batch_size
             return {k: jax.make_array_from_process_local_data(self._sharding, v, (b, *v.shape[1:]))
