@@ -175,6 +175,12 @@ class VlsvFile:
             self._file.close()
             self._file = None
 
+    def __getstate__(self) -> dict:  # pickles as its path (e.g. for worker processes); reopened on load
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])
+
     def __enter__(self) -> VlsvFile:
         return self
 
@@ -478,6 +484,8 @@ class VlsvFile:
         if pop in self._vmeshes:
             return self._vmeshes[pop]
         self._check_pop(pop)
+        if not self.find("MESH_BBOX", mesh=pop):
+            return self._vmesh_from_parameters(pop)
         box = self.read_array("MESH_BBOX", mesh=pop).reshape(-1)
         if box.size != 6:
             raise VlsvError(f"{self.path}: velocity MESH_BBOX of {pop!r} has {box.size} values, expected 6")
@@ -486,8 +494,7 @@ class VlsvFile:
         if len(set(wids)) != 1 or not 1 <= wids[0] <= 64:
             raise VlsvError(f"{self.path}: velocity blocks of {pop!r} are {wids} cells, expected cubic blocks")
         w = wids[0]
-        if any(not 1 <= b < (1 << 20) for b in nb) or nb[0] * nb[1] * nb[2] >= (1 << 40):
-            raise VlsvError(f"{self.path}: velocity mesh of {pop!r} has {nb} blocks per axis")
+        self._check_block_counts(pop, nb)
         lo, hi = [], []
         for d, a in enumerate("XYZ"):
             crd = self.view(self.entry(f"MESH_NODE_CRDS_{a}", mesh=pop)).reshape(-1)
@@ -497,6 +504,25 @@ class VlsvFile:
                 )
             lo.append(float(crd[0]))
             hi.append(float(crd[-1]))
+        return self._store_vmesh(pop, nb, w, lo, hi)
+
+    def _check_block_counts(self, pop: str, nb: list[int]) -> None:
+        if any(not 1 <= b < (1 << 20) for b in nb) or nb[0] * nb[1] * nb[2] >= (1 << 40):
+            raise VlsvError(f"{self.path}: velocity mesh of {pop!r} has {nb} blocks per axis")
+
+    def _vmesh_from_parameters(self, pop: str) -> VelocityMesh:
+        """Old (Vlasiator 4) files: one velocity mesh from ``v*blocks_ini`` / ``v*min`` / ``v*max``, 4^3 blocks."""
+        p = self.parameters
+        try:
+            nb = [int(p[f"v{a}blocks_ini"]) for a in "xyz"]
+            lo = [float(p[f"v{a}min"]) for a in "xyz"]
+            hi = [float(p[f"v{a}max"]) for a in "xyz"]
+        except (KeyError, TypeError, ValueError, OverflowError):
+            raise VlsvError(f"{self.path}: no velocity mesh for {pop!r} (no MESH_BBOX, no vxblocks_ini)") from None
+        self._check_block_counts(pop, nb)
+        return self._store_vmesh(pop, nb, 4, lo, hi)
+
+    def _store_vmesh(self, pop: str, nb: list[int], w: int, lo: list[float], hi: list[float]) -> VelocityMesh:
         try:
             mesh = VelocityMesh(tuple(b * w for b in nb), tuple(lo), tuple(hi), w)
         except ConfigError as e:
@@ -510,10 +536,9 @@ class VlsvFile:
             return self._block_index[pop]
         self._check_pop(pop)
         mesh = self._vmesh(pop)
-        cwb_e = self.entry("CELLSWITHBLOCKS", name=pop)
-        bpc_e = self.entry("BLOCKSPERCELL", name=pop)
-        ids_e = self.entry("BLOCKIDS", name=pop)
-        val_e = self.entry("BLOCKVARIABLE", name=pop)
+        cwb_e, bpc_e, ids_e, val_e = (
+            self._pop_entry(t, pop) for t in ("CELLSWITHBLOCKS", "BLOCKSPERCELL", "BLOCKIDS", "BLOCKVARIABLE")
+        )
         for e in (cwb_e, bpc_e, ids_e):
             if e.vectorsize != 1 or e.dtype.kind not in "iu":
                 raise VlsvError(f"{self.path}: {e.describe()} must be an integer array with vectorsize 1")
@@ -546,6 +571,13 @@ class VlsvFile:
         res = (cells, counts, offsets, ids_e, val_e, order, sorted_cells)
         self._block_index[pop] = res
         return res
+
+    def _pop_entry(self, tag: str, pop: str) -> VlsvEntry:
+        if pop == "avgs" and not self.find(tag, name=pop):  # old single-population files: no name
+            unnamed = [e for e in self.find(tag) if e.name is None]
+            if len(unnamed) == 1:
+                return unnamed[0]
+        return self.entry(tag, name=pop)
 
     def cells_with_vdf(self, pop: str) -> np.ndarray:
         """CellIDs that store a VDF of ``pop`` (listed in ``CELLSWITHBLOCKS``, possibly with 0 blocks), sorted."""

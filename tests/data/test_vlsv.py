@@ -437,3 +437,31 @@ def test_benchmark_script_runs_small(tmp_path):
     assert res["file"]["ncells"] >= 2 and set(res["throughput_mb_per_s"]) >= {"plain_fromfile", "faiser_sparse"}
     assert os.listdir(tmp_path) == []  # the temporary file is gone
     json.dumps(res, allow_nan=False)
+
+
+def test_old_format_velocity_mesh_from_parameters_and_unnamed_avgs(tmp_path):
+    mesh = VelocityMesh((8, 4, 4), (-4e5, -2e5, -2e5), (4e5, 2e5, 2e5))
+    f = maxwellians(mesh, [1e6, 2e6], [[0, 0, 0], [1e5, 0, 0]], 1e5)
+    params = {f"v{a}blocks_ini": np.uint32(n) for a, n in zip("xyz", mesh.nblocks)}
+    params.update({f"v{a}min": lo for a, lo in zip("xyz", mesh.vmin)})
+    params.update({f"v{a}max": hi for a, hi in zip("xyz", mesh.vmax)})
+    raw = write_vlsv(
+        tmp_path / "new.vlsv", spatial=SPATIAL, cellids=[1, 2], populations={"avgs": (mesh, f)}, parameters=params
+    ).read_bytes()
+    off = struct.unpack("<Q", raw[8:16])[0]
+    footer = raw[off:].decode()
+    footer = re.sub(r'\s*<MESH_(BBOX|NODE_CRDS_[XYZ]) [^>]*mesh="avgs"[^>]*>[0-9]+</MESH_[A-Z_]+>', "", footer)
+    footer = footer.replace(' name="avgs"', "")  # Vlasiator 4 files had unnamed block arrays
+    old = _write(tmp_path / "old.vlsv", raw[:off] + footer.encode())
+    with open_vlsv(old) as r:
+        assert r.populations == ["avgs"] and r.velocity_mesh("avgs") == mesh
+        np.testing.assert_array_equal(r.read_vdf("avgs"), f)
+
+
+def test_vlsv_file_pickles_as_its_path(small_file, tmp_path):
+    import pickle
+
+    with open_vlsv(_write(tmp_path / "s.vlsv", small_file)) as f:
+        g = pickle.loads(pickle.dumps(f))
+        np.testing.assert_array_equal(g.read_vdf("proton"), f.read_vdf("proton"))
+        g.close()
