@@ -201,6 +201,8 @@ class VlsvFile:
         if not HEADER_BYTES <= footer < self.size:
             raise VlsvError(f"{self.path}: footer offset {footer} outside the file ({self.size} bytes; truncated?)")
         self.footer_offset = footer
+        if not bytes(mm[footer : footer + 256]).lstrip().startswith(b"<"):
+            raise VlsvError(f"{self.path}: no XML footer at offset {footer} (missing footer or corrupt header)")
         xml = bytes(mm[footer:])
         if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:
             raise VlsvError(f"{self.path}: XML footer declares a DOCTYPE/ENTITY, refused")
