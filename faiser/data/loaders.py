@@ -615,8 +615,8 @@ class PatchLoader(_Patches, Loader):
         out = np.empty((len(ids), *self.sample_shape), dtype=self.source.dtype)
         memo: dict = {}
         for i in range(len(ids)):  # one region per sample; chunks decoded once per batch (memo)
-            out[i] = self.source.read_region(int(run[i]), int(sp[i]), int(t[i]), *self._cells(int(run[i]), origin[i]),
-                                             memo=memo)  # fmt: skip
+            cells = self._cells(int(run[i]), origin[i])
+            self.source.read_region(int(run[i]), int(sp[i]), int(t[i]), *cells, memo=memo, out=out[i])
         return out, {"run": run, "species": sp, "t_index": t, "origin": origin}
 
 
@@ -663,6 +663,6 @@ class WindowLoader(_Patches, Loader):
         for i in range(len(ids)):
             cells = self._cells(int(run[i]), origin[i])
             for k, dt in enumerate(steps):
-                out[i, k] = self.source.read_region(int(run[i]), int(sp[i]), int(t0[i] + dt), *cells, memo=memo)
+                self.source.read_region(int(run[i]), int(sp[i]), int(t0[i] + dt), *cells, memo=memo, out=out[i, k])
         t_index = t0[:, None] + steps[None, :]
         return out, {"run": run, "species": sp, "t_index": t_index, "origin": origin}

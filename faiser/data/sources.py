@@ -136,6 +136,17 @@ def _group(*keys: np.ndarray) -> list[np.ndarray]:
     return np.split(order, bounds)
 
 
+def _as_slice(a: np.ndarray) -> slice | np.ndarray:
+    """A run of consecutive integers as a slice (basic indexing copies once), anything else unchanged."""
+    if len(a) and int(a[-1]) - int(a[0]) == len(a) - 1 and (len(a) < 3 or bool(np.all(np.diff(a) == 1))):
+        return slice(int(a[0]), int(a[-1]) + 1)
+    return a
+
+
+def _as_array(v: slice | np.ndarray) -> np.ndarray:
+    return np.arange(v.start, v.stop) if isinstance(v, slice) else v
+
+
 class Source:
     """Base class: runs of VDFs read by chunk through a bounded cache (see the module docstring).
 
@@ -227,24 +238,34 @@ class Source:
             out[sel] = data[loc[:, 0], loc[:, 1], loc[:, 2]]
         return out
 
-    def read_region(self, run: int, species: int, t: int, ix, iy, iz, memo: dict | None = None) -> np.ndarray:
+    def read_region(self, run: int, species: int, t: int, ix, iy, iz, memo: dict | None = None,
+                    out: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
         """VDFs on the outer product of cell index lists: ``(len(ix), len(iy), len(iz), nv...)``.
 
-        The lists may wrap or repeat (periodic patches); each needed chunk is decoded once.
+        The lists may wrap or repeat (periodic patches); each needed chunk is decoded once. ``out``
+        (optional) receives the result in place.
         """
         idx = [np.asarray(i, dtype=np.int64) for i in (ix, iy, iz)]
         tile = self.chunk_tile(run, species)
-        out = np.empty((*(len(i) for i in idx), *self.mesh.nv), dtype=self.dtype)
+        shape = (*(len(i) for i in idx), *self.mesh.nv)
+        if out is None:
+            out = np.empty(shape, dtype=self.dtype)
+        elif out.shape != shape:
+            raise DataError(f"read_region: out has shape {out.shape}, expected {shape}")
         per_axis = []
         for a in range(3):
             c = idx[a] // tile[a]
-            per_axis.append([(int(u), np.flatnonzero(c == u)) for u in np.unique(c)])
+            per_axis.append([(int(u), _as_slice(np.flatnonzero(c == u))) for u in np.unique(c)])
         for cx, sx in per_axis[0]:
             for cy, sy in per_axis[1]:
                 for cz, sz in per_axis[2]:
                     data = self.chunk(run, species, t, (cx, cy, cz), memo)
-                    loc = np.ix_(idx[0][sx] - cx * tile[0], idx[1][sy] - cy * tile[1], idx[2][sz] - cz * tile[2])
-                    out[np.ix_(sx, sy, sz)] = data[loc]
+                    dst = (sx, sy, sz)
+                    src = tuple(_as_slice(idx[a][d] - c * tile[a]) for a, (d, c) in enumerate(zip(dst, (cx, cy, cz))))
+                    if all(isinstance(v, slice) for v in dst + src):
+                        out[dst] = data[src]  # contiguous boxes: one copy, no temporaries
+                    else:
+                        out[np.ix_(*(_as_array(v) for v in dst))] = data[np.ix_(*(_as_array(v) for v in src))]
         return out
 
     def vdf_index(self, species: str | Sequence[str] | None = None) -> SampleSpace:
