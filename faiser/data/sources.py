@@ -5,7 +5,8 @@ A :class:`Source` is a list of *runs*. A run has snapshots ``t = 0 .. T-1`` on a
 shares the species names and the velocity mesh (checked on opening).
 
 * :class:`ZarrSource`: each path is a faiser dataset (a store or a run directory holding
-  ``snapshots/``); a run is a dataset, its mesh the dataset's spatial grid.
+  ``snapshots/``) or a ``faiser sweep`` root (its runs); a run is a dataset, its mesh the
+  dataset's spatial grid.
 * :class:`VlsvSource`: each path is one Vlasiator VLSV file = one run with a single snapshot; its
   "mesh" is the list of cells that store a VDF, ``(n_cells, 1, 1)``, in the file's cell order. It
   is *unstructured*: per-VDF samples only (no spatial patches or time windows).
@@ -20,6 +21,7 @@ only when it fits the cache.
 from __future__ import annotations
 
 import collections
+import json
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -293,11 +295,27 @@ def _check_common(names: list[tuple[str, ...]], meshes: list[VelocityMesh], what
             raise DataError(f"{w} has velocity mesh {m}, but {what[0]} has {meshes[0]}: a source needs one mesh")
 
 
+def _sweep_runs(path: str | Path) -> list[Path]:
+    """A ``faiser sweep`` output root -> its run directories that hold a dataset (sweep order); else ``[path]``."""
+    root = Path(path)
+    if not (root / "sweep.json").is_file() or (root / "zarr.json").exists() or (root / "snapshots").exists():
+        return [root]
+    try:
+        names = [r["name"] for r in json.loads((root / "sweep.json").read_text())["runs"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{root}/sweep.json is not a readable sweep record: {e}") from e
+    runs = [root / n for n in names if (root / n / "snapshots" / "zarr.json").exists()]
+    if not runs:
+        raise DataError(f"the sweep {root} has no run with a dataset yet")
+    return runs
+
+
 class ZarrSource(Source):
     """VDFs of one or several faiser trajectory datasets (a sweep family, say).
 
     Args:
-      paths: dataset paths (stores or run directories) or opened :class:`~faiser.data.dataset.Dataset`.
+      paths: dataset paths (stores or run directories; a ``faiser sweep`` root means every run of it
+        that has a dataset, in sweep order) or opened :class:`~faiser.data.dataset.Dataset`.
       species: species to expose (default: all species of the first dataset; every dataset must have them).
       cache_bytes: bound of the decoded-chunk LRU cache (0: no cache across requests).
     """
@@ -307,6 +325,7 @@ class ZarrSource(Source):
 
         super().__init__(cache_bytes)
         items = [paths] if isinstance(paths, str | Path | Dataset) else list(paths)
+        items = [q for p in items for q in (_sweep_runs(p) if isinstance(p, str | Path) else [p])]
         if not items:
             raise DataError("a zarr source needs at least one dataset")
         self.datasets = [p if isinstance(p, Dataset) else open_dataset(p) for p in items]

@@ -369,3 +369,19 @@ def test_bench_loader_bad_input_exit_2(tmp_path, capsys):
     spec.loader.exec_module(mod)
     assert mod.main(["--out", str(out), "--set", "bogus=1"]) == 2
     assert "bogus" in capsys.readouterr().err
+
+
+def test_sweep_root_is_a_family_of_runs(tmp_path):
+    root = tmp_path / "sweep"
+    for i, name in enumerate(["k=0.3", "k=0.5", "k=0.7"]):
+        if name != "k=0.7":  # not run yet: skipped
+            _write(root / name / "snapshots", seed=20 + i)
+    (root / "sweep.json").write_text(json.dumps({"runs": [{"name": n} for n in ["k=0.3", "k=0.5", "k=0.7"]]}))
+    src = open_source(root)
+    assert src.n_runs == 2 and [d.path.parent.name for d in src.datasets] == ["k=0.3", "k=0.5"]
+    loader = VdfLoader(root, batch_size=24, to_device=False)
+    assert loader.num_samples == 2 * 120
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "sweep.json").write_text(json.dumps({"runs": [{"name": "x"}]}))
+    with pytest.raises(DataError):
+        open_source(tmp_path / "empty")
