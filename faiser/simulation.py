@@ -41,6 +41,7 @@ class SimulationResult:
     diagnostics: xr.Dataset
     timing: dict
     out_dir: Path | None
+    snapshots: list = dataclasses.field(default_factory=list)  # case probe arrays per output (hybrid)
 
     @property
     def initial_state(self):
@@ -129,6 +130,8 @@ def simulate(
         },
         "faiser_version": __version__,
     }
+    if hasattr(cfg, "describe"):  # SI and normalized parameters of cases configured in SI
+        meta["derived"] = cfg.describe()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         _atomic_write(out / "config.json", json.dumps(meta, indent=2))
@@ -152,7 +155,8 @@ def simulate(
     chunks = {n: _compile_chunk(stepper, state, n) for n in sorted(set(plan["chunks"]))}
     compile_s = time.perf_counter() - t0
 
-    records = [_row(diag_fn(state))]
+    probe_fn, snapshots = (jax.jit(built.probe) if built.probe else None), []
+    records = [_probe_row(probe_fn, state, _row(diag_fn(state)), snapshots)]
     wall = 0.0
     n_vlsv = 0
     bar = tqdm(total=n_steps, desc=f"simulate {case}", unit="step", disable=not progress)
@@ -166,7 +170,7 @@ def simulate(
                 wall += time.perf_counter() - t1
                 step += n
                 if step in plan["diag"]:
-                    records.append(_row(diag_fn(state)))
+                    records.append(_probe_row(probe_fn, state, _row(diag_fn(state)), snapshots))
                 bar.update(n)
             if writer is not None and step in plan["save"]:
                 if step not in plan["diag"]:
@@ -201,7 +205,18 @@ def simulate(
         write_csv(records, out / "diagnostics.csv", CSV_COLUMNS)
         _atomic_write(out / "timing.json", json.dumps(timing, indent=2))
         plot_diagnostics(ds, built, out / "diagnostics.png")
-    return SimulationResult(built, state, ds, timing, out)
+        if built.extra_outputs is not None:
+            built.extra_outputs(built, records, snapshots, out)
+    return SimulationResult(built, state, ds, timing, out, snapshots)
+
+
+def _probe_row(probe_fn, state, row: dict, snapshots: list) -> dict:
+    """``row`` with the case probe's scalars; its arrays go to ``snapshots`` (with the time)."""
+    if probe_fn is not None:
+        extra = jax.device_get(probe_fn(state))
+        row.update({k: float(v) for k, v in extra.items() if np.ndim(v) == 0})
+        snapshots.append({"time": row["time"], **{k: np.asarray(v) for k, v in extra.items() if np.ndim(v)}})
+    return row
 
 
 def output_plan(n_steps: int, diag_every: int, save_every: int | None, vlsv_every: int | None) -> dict:

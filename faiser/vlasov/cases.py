@@ -100,6 +100,7 @@ class LarmorConfig(CommonConfig):
     vmax: float = 6.0
     dt: float = 0.37
     t_end: float = 2 * math.pi
+    fields: str = "prescribed"  # or "hybrid": the hybrid field model with E and B held fixed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +122,11 @@ class Case:
     n_steps: int
     units: ElectrostaticUnits | HybridUnits
     main_diagnostic: str
+    # optional jit-able probe(state) -> dict called by simulate at every output (scalars join the
+    # time series, arrays are kept as snapshots) and extra_outputs(case, records, snapshots, out_dir)
+    # called once at the end to write case-specific plots
+    probe: Callable | None = None
+    extra_outputs: Callable | None = None
 
     @property
     def grid(self) -> PhaseSpaceGrid:
@@ -221,7 +227,14 @@ def _build_gyration(name: str, cfg: LarmorConfig) -> Case:
     grid = PhaseSpaceGrid.make_velocity_only(cfg.nv, cfg.vmax)
     f = dist.maxwellian(grid, 1.0, cfg.drift, cfg.temperature, dtype=dtype)
     dist.validate_distribution(f, grid)
-    fields = PrescribedFields(E=tuple(cfg.E), B=tuple(cfg.B))
+    if cfg.fields == "hybrid":
+        from faiser.vlasov.hybrid_cases import hybrid_gyration_fields
+
+        fields = hybrid_gyration_fields(cfg.B, cfg.E)
+    elif cfg.fields == "prescribed":
+        fields = PrescribedFields(E=tuple(cfg.E), B=tuple(cfg.B))
+    else:
+        raise ConfigError(f"fields must be 'prescribed' or 'hybrid', got {cfg.fields!r}")
     stepper = _stepper(cfg, grid, PROTON, fields)
     state = stepper.initialize(State.create(f, dtype=dtype))
     return Case(name, cfg, stepper, state, _steps(cfg), HybridUnits(), "bulk_velocity")
@@ -235,6 +248,9 @@ CASES: dict[str, tuple[type, Callable[..., Case]]] = {
     "larmor": (LarmorConfig, lambda c: _build_gyration("larmor", c)),
     "exb": (ExBConfig, lambda c: _build_gyration("exb", c)),
 }
+
+
+import faiser.vlasov.hybrid_cases  # noqa: E402, F401  (registers alfven, shock, khi in CASES)
 
 
 def default_config(name: str) -> CommonConfig:

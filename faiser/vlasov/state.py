@@ -38,6 +38,8 @@ class State:
       step: scalar int32 step counter.
       mass_lost: per-species mass that left the velocity box or was removed by the sparsity
         threshold, accumulated since t = 0, shape ``(n_species,)``.
+      aux: field-model state beyond the cell-centred fields, a dict of arrays (empty for most
+        models; the hybrid model keeps its face-staggered magnetic field here as ``"B_face"``).
     """
 
     f: tuple[jax.Array, ...]
@@ -46,6 +48,7 @@ class State:
     time: jax.Array
     step: jax.Array
     mass_lost: jax.Array
+    aux: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def create(cls, f, E=None, B=None, time=0.0, dtype=None) -> State:
