@@ -438,6 +438,7 @@ LOADER_SETTINGS: dict[str, tuple[object, Callable]] = {
     "stride": ("1", lambda v: _int("stride", v, 1)),
     "cache_mb": ("0", lambda v: _int("cache_mb", v, 0)),
     "step_ms": ("0", lambda v: _int("step_ms", v, 0)),
+    "read_workers": ("0", lambda v: _int("read_workers", v, 0)),
 }
 LOADER_SETTING_HELP = {
     "data": "dataset path(s), comma-separated (default: generate a synthetic 1D3V dataset in a temporary directory)",
@@ -454,6 +455,7 @@ LOADER_SETTING_HELP = {
     "stride": "snapshots between the states of a window",
     "cache_mb": "decoded-chunk cache per loader (0: every chunk decoded from the store)",
     "step_ms": "simulated training step per batch (sleep), to show prefetch overlap",
+    "read_workers": "chunks decoded concurrently per batch (0: the default, min(8, cpu_count))",
 }
 
 
@@ -624,7 +626,8 @@ def bench_loader(out: str | Path, overrides: Mapping[str, object] | None = None,
         ds = datasets[0]
         mesh = make_mesh()
         env = environment()
-        common = dict(seed=0, mesh=mesh, cache_bytes=settings["cache_mb"] << 20)
+        common = dict(seed=0, mesh=mesh, cache_bytes=settings["cache_mb"] << 20,
+                      read_workers=settings["read_workers"] or None)  # fmt: skip
         pb, p = settings["patch_batch"], settings["patch"]
         builders = {
             "vdf_global": lambda pf: VdfLoader(paths, batch_size=settings["batch"], prefetch=pf, **common),

@@ -92,7 +92,8 @@ class Loader:
       process_index, process_count: this process's share (default from JAX).
       mesh: a ``jax.sharding.Mesh`` with a ``data`` axis to shard batches over.
       to_device: without a mesh, put batches on the default device (True) or keep numpy (False).
-      cache_bytes: decoded-chunk cache of a source opened from paths.
+      cache_bytes, read_workers: chunk cache bound and concurrent chunk decodes of a source opened from
+        paths (see :class:`~faiser.data.sources.ZarrSource`).
     """
 
     kind = "base"
@@ -116,8 +117,9 @@ class Loader:
         mesh=None,
         to_device: bool = True,
         cache_bytes: int | None = None,
+        read_workers: int | None = None,
     ):
-        kw = {} if cache_bytes is None else {"cache_bytes": int(cache_bytes)}
+        kw = {k: int(v) for k, v in (("cache_bytes", cache_bytes), ("read_workers", read_workers)) if v is not None}
         self.source = open_source(source, **kw)
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
@@ -580,6 +582,19 @@ class _Patches:
         shape = self.source.run_shape(run)
         return [(origin[a] + np.arange(self.patch[a])) % shape[a] for a in range(3)]
 
+    def _read_regions(self, run, sp, t_index, origin) -> np.ndarray:
+        """Patches ``(n, W, px, py, pz, nv...)`` at snapshots ``t_index`` ``(n, W)``; every chunk that
+        the batch needs is decoded once, ``read_workers`` at a time, then copied region by region."""
+        src = self.source
+        out = np.empty((len(run), t_index.shape[1], *self.patch, *src.mesh.nv), dtype=src.dtype)
+        cells = [self._cells(int(r), o) for r, o in zip(run, origin)]
+        jobs = [(i, k, int(run[i]), int(sp[i]), int(t)) for i in range(len(run)) for k, t in enumerate(t_index[i])]
+        memo: dict = {}
+        src.load_chunks([key for i, _, r, s, t in jobs for key in src.region_chunks(r, s, t, *cells[i])], memo)
+        for i, k, r, s, t in jobs:
+            src.read_region(r, s, t, *cells[i], memo=memo, out=out[i, k])
+        return out
+
 
 class PatchLoader(_Patches, Loader):
     """6D phase-space patches: ``f`` ``(batch, px, py, pz, nvx, nvy, nvz)``.
@@ -612,11 +627,7 @@ class PatchLoader(_Patches, Loader):
 
     def _read(self, ids):
         run, sp, t, origin = self.space.decode(ids)
-        out = np.empty((len(ids), *self.sample_shape), dtype=self.source.dtype)
-        memo: dict = {}
-        for i in range(len(ids)):  # one region per sample; chunks decoded once per batch (memo)
-            cells = self._cells(int(run[i]), origin[i])
-            self.source.read_region(int(run[i]), int(sp[i]), int(t[i]), *cells, memo=memo, out=out[i])
+        out = self._read_regions(run, sp, t[:, None], origin)[:, 0]
         return out, {"run": run, "species": sp, "t_index": t, "origin": origin}
 
 
@@ -657,12 +668,6 @@ class WindowLoader(_Patches, Loader):
 
     def _read(self, ids):
         run, sp, t0, origin = self.space.decode(ids)
-        out = np.empty((len(ids), *self.sample_shape), dtype=self.source.dtype)
-        steps = np.arange(self.window + 1) * self.stride
-        memo: dict = {}
-        for i in range(len(ids)):
-            cells = self._cells(int(run[i]), origin[i])
-            for k, dt in enumerate(steps):
-                self.source.read_region(int(run[i]), int(sp[i]), int(t0[i] + dt), *cells, memo=memo, out=out[i, k])
-        t_index = t0[:, None] + steps[None, :]
+        t_index = t0[:, None] + np.arange(self.window + 1)[None, :] * self.stride
+        out = self._read_regions(run, sp, t_index, origin)
         return out, {"run": run, "species": sp, "t_index": t_index, "origin": origin}

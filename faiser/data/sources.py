@@ -15,16 +15,19 @@ Reads go through storage *chunks* (zarr: the store's ``f`` chunk, a spatial tile
 one snapshot; VLSV: a run of consecutive cells of about 4 MiB). Each chunk is decoded once per
 request (``memo``) and kept in a least-recently-used cache bounded by ``cache_bytes`` (0 disables
 it), so memory stays bounded whatever the size of the data; the whole dataset is held in memory
-only when it fits the cache.
+only when it fits the cache. The chunks of one request are decoded ``read_workers`` at a time.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import math
+import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -161,8 +164,9 @@ class Source:
     dtype: np.dtype
     structured: bool = True
 
-    def __init__(self, cache_bytes: int = DEFAULT_CACHE_BYTES):
+    def __init__(self, cache_bytes: int = DEFAULT_CACHE_BYTES, read_workers: int | None = None):
         self.cache = ChunkCache(cache_bytes)
+        self.read_workers = max(1, int(read_workers if read_workers is not None else min(8, os.cpu_count() or 1)))
 
     # -- per-run metadata (subclasses) ------------------------------------------------------------
     @property
@@ -227,6 +231,31 @@ class Source:
             memo[key] = value
         return value
 
+    def load_chunks(self, keys, memo: dict) -> None:
+        """Decode the chunks ``keys`` (``(run, species, t, (cx, cy, cz))``) missing from ``memo`` into it,
+        ``read_workers`` at a time (the codecs release the GIL, so decoding scales with cores)."""
+        missing = [k for k in dict.fromkeys(keys) if k not in memo]
+        if len(missing) < 2 or self.read_workers < 2:
+            for k in missing:
+                self.chunk(*k, memo=memo)
+            return
+        with ThreadPoolExecutor(min(self.read_workers, len(missing)), thread_name_prefix="faiser-chunks") as pool:
+            for k, value in zip(missing, pool.map(lambda k: self.chunk(*k), missing)):
+                memo[k] = value
+
+    def cell_chunks(self, run: int, species: int, t, cells: np.ndarray) -> list[tuple]:
+        """Chunk keys holding ``cells`` ``(n, 3)`` of snapshot(s) ``t`` (an int or ``(n,)``)."""
+        tile = np.asarray(self.chunk_tile(run, species))
+        keys = np.concatenate([np.broadcast_to(np.asarray(t).reshape(-1, 1), (len(cells), 1)),
+                               np.asarray(cells, dtype=np.int64).reshape(-1, 3) // tile], axis=1)  # fmt: skip
+        return [(run, species, int(k[0]), (int(k[1]), int(k[2]), int(k[3]))) for k in np.unique(keys, axis=0)]
+
+    def region_chunks(self, run: int, species: int, t: int, ix, iy, iz) -> list[tuple]:
+        """Chunk keys that :meth:`read_region` needs for these index lists."""
+        tile = self.chunk_tile(run, species)
+        per_axis = [np.unique(np.asarray(i, dtype=np.int64) // n).tolist() for i, n in zip((ix, iy, iz), tile)]
+        return [(run, species, int(t), c) for c in itertools.product(*per_axis)]
+
     def read_cells(self, run: int, species: int, t: int, cells: np.ndarray, memo: dict | None = None) -> np.ndarray:
         """VDFs ``(n, nvx, nvy, nvz)`` of ``cells`` ``(n, 3)`` of one snapshot; each chunk decoded once."""
         cells = np.asarray(cells, dtype=np.int64).reshape(-1, 3)
@@ -281,6 +310,9 @@ class Source:
         run, sp, t, origin = space.decode(ids)
         out = np.empty((len(run), *self.mesh.nv), dtype=self.dtype)
         memo = {} if memo is None else memo
+        groups = _group(run, sp)
+        keys = [k for g in groups for k in self.cell_chunks(int(run[g[0]]), int(sp[g[0]]), t[g], origin[g])]
+        self.load_chunks(keys, memo)
         for sel in _group(run, sp, t):
             i = sel[0]
             out[sel] = self.read_cells(int(run[i]), int(sp[i]), int(t[i]), origin[sel], memo)
@@ -318,12 +350,14 @@ class ZarrSource(Source):
         that has a dataset, in sweep order) or opened :class:`~faiser.data.dataset.Dataset`.
       species: species to expose (default: all species of the first dataset; every dataset must have them).
       cache_bytes: bound of the decoded-chunk LRU cache (0: no cache across requests).
+      read_workers: chunks decoded concurrently per request (default ``min(8, cpu_count)``).
     """
 
-    def __init__(self, paths, species: str | Sequence[str] | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES):
+    def __init__(self, paths, species: str | Sequence[str] | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 read_workers: int | None = None):  # fmt: skip
         from faiser.data.dataset import Dataset, open_dataset
 
-        super().__init__(cache_bytes)
+        super().__init__(cache_bytes, read_workers)
         items = [paths] if isinstance(paths, str | Path | Dataset) else list(paths)
         items = [q for p in items for q in (_sweep_runs(p) if isinstance(p, str | Path) else [p])]
         if not items:
@@ -396,15 +430,16 @@ class VlsvSource(Source):
       population: population name, or several (default: every population of the first file).
       cache_bytes: bound of the decoded-chunk LRU cache.
       dtype: dtype of the VDFs handed out (the file's blocks may be float64).
+      read_workers: chunks decoded concurrently per request (default ``min(8, cpu_count)``).
     """
 
     structured = False
 
-    def __init__(self, paths, population: str | Sequence[str] | None = None,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES, dtype: str = "float32"):  # fmt: skip
+    def __init__(self, paths, population: str | Sequence[str] | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 dtype: str = "float32", read_workers: int | None = None):  # fmt: skip
         from faiser.data.vlsv import open_vlsv
 
-        super().__init__(cache_bytes)
+        super().__init__(cache_bytes, read_workers)
         items = [paths] if isinstance(paths, str | Path) else list(paths)
         if not items:
             raise DataError("a VLSV source needs at least one file")
