@@ -7,7 +7,8 @@ The same benchmark as ``faiser bench loader``::
 
 Keys: ``data`` (dataset paths, comma-separated; default: a synthetic 1D3V dataset of ``nx`` cells,
 ``nv^3`` VDFs and ``snapshots`` snapshots in a temporary directory), ``batch``, ``patch_batch``,
-``batches``, ``repeats``, ``prefetch``, ``patch``, ``window``, ``stride``, ``cache_mb``, ``step_ms``.
+``batches``, ``repeats``, ``prefetch``, ``patch``, ``window``, ``stride``, ``cache_mb``, ``step_ms``,
+``read_workers``.
 See :func:`faiser.bench.bench_loader`.
 """
 

@@ -21,6 +21,17 @@ A batch is a dict of arrays with the sample axis first:
       ``position`` ``(batch, 3)`` centre of the ``origin`` cell, and per-VDF moments of the raw
       VDFs ``density`` (leading dims of ``f``), ``bulk_velocity`` (``(..., 3)``), ``temperature``.
 
+Typical use::
+
+    src = ZarrSource(["runs/a", "runs/b"])                      # or a sweep root, or VLSV files
+    stats = fit_normalization(src, center=True, seed=0)         # once; stats.save(model_dir)
+    loader = VdfLoader(src, batch_size=256, stats=stats, mesh=make_mesh(), seed=0)
+    for epoch in range(10):
+        for batch in loader:                                     # dict of sharded jax.Arrays
+            state = train_step(state, batch["f"], batch["mask"])
+        ckpt["loader"] = loader.state_dict()                     # JSON; resume with load_state_dict
+    f = denormalize(model(batch["f"]), stats, batch)             # back to physical units
+
 Iteration. Samples are ordered per epoch by a permutation drawn from
 ``numpy.random.default_rng([seed, epoch])`` (``shuffle_mode="global"``), or chunk-aware
 (``"chunks"``: storage chunks are permuted, then samples are shuffled within blocks of
