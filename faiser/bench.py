@@ -441,7 +441,7 @@ LOADER_SETTINGS: dict[str, tuple[object, Callable]] = {
     "read_workers": ("0", lambda v: _int("read_workers", v, 0)),
 }
 LOADER_SETTING_HELP = {
-    "data": "dataset path(s), comma-separated (default: generate a synthetic 1D3V dataset in a temporary directory)",
+    "data": "dataset paths or sweep roots, comma-separated (default: a synthetic 1D3V dataset in a temporary dir)",
     "nx": "spatial cells of the generated 1D3V dataset",
     "nv": "velocity cells per axis of the generated dataset",
     "snapshots": "snapshots of the generated dataset",
@@ -546,7 +546,7 @@ def _baselines(paths: list[str], settings: dict, mesh) -> dict:
     """Plain zarr reads of whole snapshots, and gathers of random VDFs from an in-memory numpy array."""
     from faiser.data.dataset import open_dataset
 
-    ds = open_dataset(paths[0])
+    ds = open_dataset(paths[0])  # a dataset path (bench_loader expands sweep roots)
     sp = ds.species_names[0]
     times = []
     nbytes = 0
@@ -608,8 +608,8 @@ def bench_loader(out: str | Path, overrides: Mapping[str, object] | None = None,
       ``loaders[name]["prefetch" | "no_prefetch"]`` with ``samples_per_s``, ``mb_per_s`` (delivered
       ``f`` bytes), ``decoded_mb_per_s`` (chunk bytes decoded from the store), ``median_s``, ...
     """
-    from faiser.data.dataset import open_dataset
     from faiser.data.loaders import PatchLoader, VdfLoader, WindowLoader, make_mesh
+    from faiser.data.sources import ZarrSource
 
     settings = resolve_loader_settings(overrides)
     out = Path(out)
@@ -622,7 +622,8 @@ def bench_loader(out: str | Path, overrides: Mapping[str, object] | None = None,
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="faiser-bench-loader-"))
             paths = [str(synthetic_dataset(Path(tmp) / "data", settings["nx"], settings["nv"], settings["snapshots"]))]
             generated = time.perf_counter() - t0
-        datasets = [open_dataset(p) for p in paths]
+        datasets = ZarrSource(paths).datasets  # sweep roots expand into their runs
+        paths = [str(d.path) for d in datasets]
         ds = datasets[0]
         mesh = make_mesh()
         env = environment()
