@@ -299,7 +299,8 @@ def fit_normalization(
     scale: str = "max",
     center: bool = False,
     floor: float | None = None,
-    floor_quantile: float = 0.01,
+    floor_rel: float = 1e-6,
+    floor_quantile: float | None = None,
     min_floor: float = 1e-30,
     standardize: bool = True,
     n_vdfs: int = 1024,
@@ -312,8 +313,11 @@ def fit_normalization(
     Args:
       source: a :class:`~faiser.data.sources.Source` or what :func:`~faiser.data.sources.open_source` takes.
       scale, center, standardize: the transform (see the module docstring).
-      floor: the floor on scaled values; None fits it as the ``floor_quantile`` quantile of the
-        positive scaled values of the subsample (at least ``min_floor``).
+      floor: the floor on scaled values. None fits it: ``floor_rel`` times the median peak of the
+        scaled VDFs (with ``scale="max"`` exactly ``floor_rel``: 6 decades by default), or, when
+        ``floor_quantile`` is given, that quantile of the positive scaled values of the subsample
+        (which lands in the empty tails when most of the velocity mesh holds negligible values, as
+        in Vlasiator files); never below ``min_floor``.
       n_vdfs: subsample size (VDFs drawn without replacement; all of them if there are fewer).
       seed: seed of the subsample (``numpy.random.default_rng``).
       species: species to sample (default: all of the source's).
@@ -327,8 +331,10 @@ def fit_normalization(
     src = open_source(source)
     if scale not in SCALES:
         raise ConfigError(f"scale must be one of {SCALES}, got {scale!r}")
-    if not 0 <= floor_quantile < 1:
+    if floor_quantile is not None and not 0 <= floor_quantile < 1:
         raise ConfigError(f"floor_quantile must be in [0, 1), got {floor_quantile}")
+    if not 0 < floor_rel < 1:
+        raise ConfigError(f"floor_rel must be in (0, 1), got {floor_rel}")
     if floor is not None and not floor > 0:
         raise ConfigError(f"floor must be positive, got {floor}")
     space = src.vdf_index(species)
@@ -347,7 +353,13 @@ def fit_normalization(
             s = _scale(f, proto)
             yield f / s[:, None, None, None]
 
-    if floor is None:
+    if floor is None and floor_quantile is None:
+        if scale == "max":  # every scaled VDF peaks at 1
+            floor = max(floor_rel, min_floor)
+        else:
+            peaks = np.concatenate([x.max(axis=(1, 2, 3)) for x in scaled_batches()])
+            floor = max(floor_rel * float(np.median(peaks)), min_floor)
+    elif floor is None:
         per_vdf = max(1, 200_000 // len(ids))  # bounded sample of positive values for the quantile
         vals = []
         for x in scaled_batches():

@@ -144,3 +144,24 @@ def test_fit_is_seeded_and_matches_direct_statistics(dataset):
     assert 0 < a.floor < 1 and a.log_min >= np.log10(a.floor) - 1e-9
     z, _ = normalize(f.astype(np.float32), everything)
     assert abs(float(z.mean())) < 1e-3 and float(z.std()) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_default_floor_is_relative_to_the_peaks(dataset):
+    assert fit_normalization(dataset, n_vdfs=8).floor == pytest.approx(1e-6)
+    dens = fit_normalization(dataset, n_vdfs=1000, scale="density", floor_rel=1e-4)
+    f = np.concatenate([_maxwellians(16, seed=t)[0] for t in range(3)]).astype(np.float64)
+    peaks = f.max(axis=(1, 2, 3)) / (f.sum(axis=(1, 2, 3)) * MESH.dv3)
+    assert dens.floor == pytest.approx(1e-4 * np.median(peaks), rel=1e-5)
+    with pytest.raises(ConfigError):
+        fit_normalization(dataset, floor_rel=2.0)
+
+
+def test_temperature_and_density_of_maxwellians():
+    f, _ = _maxwellians(5, seed=7, dtype=np.float64)
+    rng = np.random.default_rng(7)  # the same draws as _maxwellians
+    dens = rng.uniform(0.1, 10, 5)
+    rng.uniform(-1.0, 1.0, (5, 3))
+    temp = rng.uniform(0.3, 0.6, 5)
+    m = vdf_moments(f, MESH)
+    np.testing.assert_allclose(m["density"], dens, rtol=2e-2)
+    np.testing.assert_allclose(m["temperature"], temp, rtol=5e-2)
