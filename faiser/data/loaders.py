@@ -125,7 +125,7 @@ class Loader:
         prefetch: int = 2,
         process_index: int | None = None,
         process_count: int | None = None,
-        mesh=None,
+        mesh: jax.sharding.Mesh | None = None,
         to_device: bool = True,
         cache_bytes: int | None = None,
         read_workers: int | None = None,
@@ -623,7 +623,8 @@ class PatchLoader(_Patches, Loader):
 
     kind = "patch"
 
-    def __init__(self, source, *, patch, patch_stride=None, wrap="auto", **kwargs):
+    def __init__(self, source, *, patch: int | Sequence[int], patch_stride: int | Sequence[int] | None = None,
+                 wrap: str | Sequence[str] = "auto", **kwargs):  # fmt: skip
         self._patch_args = (patch, patch_stride, wrap)
         super().__init__(source, **kwargs)
 
@@ -658,8 +659,17 @@ class WindowLoader(_Patches, Loader):
 
     kind = "window"
 
-    def __init__(self, source, *, window: int = 1, stride: int = 1, patch=None, patch_stride=None, wrap="auto",
-                 **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        source,
+        *,
+        window: int = 1,
+        stride: int = 1,
+        patch: int | Sequence[int] | None = None,
+        patch_stride: int | Sequence[int] | None = None,
+        wrap: str | Sequence[str] = "auto",
+        **kwargs,
+    ):
         if int(window) < 0 or int(stride) < 1:
             raise ConfigError(f"window must be >= 0 and stride >= 1, got {window}, {stride}")
         self.window, self.stride = int(window), int(stride)
