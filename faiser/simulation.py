@@ -143,7 +143,7 @@ def simulate(
             raise ConfigError(f"{name} needs an output directory")
     n_steps = built.n_steps
     plan = output_plan(n_steps, cfg.diag_every, save_every, vlsv_every)
-    writer = _dataset_writer(built, meta, out / "snapshots", len(plan["save"])) if save_every else None
+    writer = _dataset_writer(built, meta, out / "snapshots", len(plan["save"]), state) if save_every else None
     vlsv_dir = None
     if vlsv_every:
         vlsv_dir = out / "vlsv"
@@ -175,8 +175,8 @@ def simulate(
             if writer is not None and step in plan["save"]:
                 if step not in plan["diag"]:
                     _row(diag_fn(state))  # refuse to store a non-finite state
-                host = jax.device_get((state.f, state.E, state.B, snap_fn(state)))
-                writer.append(float(state.time), step, host[0], host[1], host[2], host[3])
+                host = jax.device_get((state.f, state.E, state.B, snap_fn(state), state.aux))
+                writer.append(float(state.time), step, *host)
             if vlsv_dir is not None and step in plan["vlsv"]:
                 _write_vlsv(vlsv_dir / f"bulk.{n_vlsv:07d}.vlsv", built, state, meta)
                 n_vlsv += 1
@@ -243,10 +243,13 @@ def _cell_moments(case: Case, state) -> list[dict]:
     return [cell_diagnostics(f, case.grid, state.B, sp.mass) for f, sp in zip(state.f, case.stepper.species)]
 
 
-def _dataset_writer(case: Case, meta: dict, path: Path, capacity: int):
+def _dataset_writer(case: Case, meta: dict, path: Path, capacity: int, state):
     from faiser.data.dataset import DatasetWriter
 
-    return DatasetWriter(path, case.grid, case.stepper.species, capacity, metadata=meta, dtype=case.config.dtype)
+    return DatasetWriter(
+        path, case.grid, case.stepper.species, capacity, metadata=meta, dtype=case.config.dtype,
+        aux=jax.device_get(state.aux),
+    )  # fmt: skip
 
 
 def _write_vlsv(path: Path, case: Case, state, meta: dict) -> None:

@@ -73,6 +73,8 @@ class DatasetWriter:
       metadata: JSON-ready dict merged into the group attributes (``case``, ``config``, ``units``...).
       dtype: dtype of f and the fields on disk.
       background: write in a background thread so stepping overlaps I/O (``close`` waits).
+      aux: field-model arrays beyond E and B (``State.aux``, e.g. the hybrid model's face-centred
+        ``B_face``) whose shapes and dtypes the store allocates; each snapshot then stores them.
 
     ``append`` takes host or device arrays; call ``close`` (or use as a context manager) at the end.
     """
@@ -86,6 +88,7 @@ class DatasetWriter:
         metadata: dict | None = None,
         dtype: str = "float32",
         background: bool = True,
+        aux: dict | None = None,
     ):
         self.path = Path(path)
         self.grid = grid
@@ -127,6 +130,10 @@ class DatasetWriter:
             "E": make("E", (*nx, 3), (*nx, 3)),
             "B": make("B", (*nx, 3), (*nx, 3)),
         }
+        self._aux_names = tuple(sorted(aux or {}))
+        for name in self._aux_names:
+            a = np.asarray(aux[name])
+            self._arrays[f"aux/{name}"] = make(f"aux/{name}", a.shape, a.shape, dtype=a.dtype)
         tile = _spatial_chunks(nx, math.prod(nv) * dt.itemsize)
         for sp in self.species:
             self._arrays[f"f/{sp.name}"] = make(f"f/{sp.name}", (*nx, *nv), (*tile, *nv))
@@ -144,17 +151,22 @@ class DatasetWriter:
             self._thread = threading.Thread(target=self._worker, name="faiser-dataset-writer", daemon=True)
             self._thread.start()
 
-    def append(self, time: float, step: int, f: Sequence, E, B, moments: Sequence[dict] | None = None) -> None:
+    def append(
+        self, time: float, step: int, f: Sequence, E, B, moments: Sequence[dict] | None = None, aux: dict | None = None
+    ) -> None:
         """Queue one snapshot: ``f`` one 6D array per species, ``E``/``B`` (nx, ny, nz, 3),
-        ``moments`` one dict per species with the keys of :data:`MOMENT_NAMES` (optional)."""
+        ``moments`` one dict per species with the keys of :data:`MOMENT_NAMES` (optional), ``aux``
+        the arrays named at construction."""
         self._raise_pending()
         if self.count >= self.capacity:
             raise DatasetError(f"dataset {self.path} is full ({self.capacity} snapshots)")
         if len(f) != len(self.species):
             raise DatasetError(f"expected {len(self.species)} f arrays, got {len(f)}")
+        if set(aux or {}) != set(self._aux_names):
+            raise DatasetError(f"expected aux arrays {list(self._aux_names)}, got {sorted(aux or {})}")
         host_moments = [{k: np.asarray(v) for k, v in m.items()} for m in moments] if moments is not None else None
         item = (self.count, float(time), int(step), [np.asarray(a) for a in f], np.asarray(E), np.asarray(B),
-                host_moments)  # fmt: skip
+                host_moments, {k: np.asarray(v) for k, v in (aux or {}).items()})  # fmt: skip
         self.count += 1
         if self._queue is None:
             self._write(item)
@@ -175,8 +187,10 @@ class DatasetWriter:
                 self._queue.task_done()
 
     def _write(self, item) -> None:
-        i, t, step, fs, E, B, moments = item
+        i, t, step, fs, E, B, moments, aux = item
         a = self._arrays
+        for name, value in aux.items():
+            a[f"aux/{name}"][i] = value
         for sp, f in zip(self.species, fs):
             a[f"f/{sp.name}"][i] = f
         a["E"][i] = E
@@ -371,6 +385,8 @@ class Dataset:
         if not isinstance(i, int):
             raise DatasetError("state() takes a single time index")
         E, B = self.fields(i)
+        aux_names = list(self._root["aux"].array_keys()) if "aux" in self._root else []
+        aux = {name: jnp.asarray(np.asarray(self._array(f"aux/{name}")[i])) for name in sorted(aux_names)}
         return State(
             f=tuple(jnp.asarray(self.f(s.name, i)) for s in self.species),
             E=jnp.asarray(E),
@@ -378,6 +394,7 @@ class Dataset:
             time=jnp.asarray(self.times[i]),
             step=jnp.asarray(int(self.steps[i]), dtype=jnp.int32),
             mass_lost=jnp.zeros(len(self.species)),
+            aux=aux,
         )
 
     def to_xarray(self, species: str | None = None):

@@ -173,3 +173,17 @@ def test_sigkill_mid_run_leaves_every_completed_snapshot(tmp_path):
     assert len(ref_ds) == n and ref.case.n_steps == n - 1
     assert np.array_equal(ds.f(), ref_ds.f())
     assert np.allclose(ds.times, ref_ds.times)
+
+
+def test_aux_field_arrays_round_trip_into_state(tmp_path):
+    grid = PhaseSpaceGrid.make_1d3v(4, 1.0, 4, 3.0)
+    aux = {"B_face": np.arange(12, dtype=np.float64).reshape(4, 1, 1, 3), "subcycles": np.int32(3)}
+    with DatasetWriter(tmp_path / "d", grid, (PROTON,), capacity=1, background=False, aux=aux) as w:
+        f = np.full(grid.shape, 0.5, np.float32)
+        w.append(0.25, 7, [f], np.zeros((4, 1, 1, 3)), np.ones((4, 1, 1, 3)), aux=aux)
+        with pytest.raises(DatasetError, match="aux"):
+            w.append(0.5, 8, [f], np.zeros((4, 1, 1, 3)), np.ones((4, 1, 1, 3)))
+    state = open_dataset(tmp_path / "d").state(0)
+    assert np.array_equal(np.asarray(state.aux["B_face"]), aux["B_face"])
+    assert int(state.aux["subcycles"]) == 3 and int(state.step) == 7
+    assert np.array_equal(np.asarray(state.f[0]), f)
