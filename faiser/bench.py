@@ -654,8 +654,8 @@ def bench_loader(out: str | Path, overrides: Mapping[str, object] | None = None,
                 results[name] = entry
             bar.set_postfix_str("baselines")
             baselines = _baselines(paths, settings, mesh)
-        f_arr = ds._array(f"f/{ds.species_names[0]}")
-        raw = sum(len(d) * math.prod(d.grid.shape) * f_arr.dtype.itemsize * len(d.species) for d in datasets)
+        itemsize = ds.f_dtype(ds.species_names[0]).itemsize
+        raw = sum(len(d) * math.prod(d.grid.shape) * itemsize * len(d.species) for d in datasets)
         disk = sum(_dir_bytes(d.path) for d in datasets)
         dataset = {
             "paths": paths if generated is None else "synthetic (temporary)",
@@ -663,8 +663,8 @@ def bench_loader(out: str | Path, overrides: Mapping[str, object] | None = None,
             "grid_shape": list(ds.grid.shape),
             "snapshots": [len(d) for d in datasets],
             "vdfs": sum(len(d) * math.prod(d.grid.nx) * len(d.species) for d in datasets),
-            "vdf_kb": math.prod(ds.grid.nv) * f_arr.dtype.itemsize / 1e3,
-            "chunk_shape": list(f_arr.chunks),
+            "vdf_kb": math.prod(ds.grid.nv) * itemsize / 1e3,
+            "chunk_shape": list(ds.f_chunks(ds.species_names[0])),
             "raw_mb": raw / 1e6,
             "disk_mb": disk / 1e6,
             "compression_ratio": raw / disk if disk else None,

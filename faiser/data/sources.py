@@ -377,12 +377,7 @@ class ZarrSource(Source):
         self.mesh = meshes[0]
         self._times = [ds.times for ds in self.datasets]
         self._tiles: dict[tuple[int, int], tuple[int, int, int]] = {}
-        arr = self._f_array(0, 0)
-        self.dtype = np.dtype(arr.dtype)
-
-    def _f_array(self, run: int, species: int):
-        ds = self.datasets[run]
-        return ds._array(f"f/{self.species[species]}")  # the zarr array: its chunk shape and dtype
+        self.dtype = self.datasets[0].f_dtype(self.species[0])
 
     @property
     def n_runs(self) -> int:
@@ -405,7 +400,7 @@ class ZarrSource(Source):
     def chunk_tile(self, run: int, species: int) -> tuple[int, int, int]:
         key = (run, species)
         if key not in self._tiles:
-            self._tiles[key] = tuple(int(c) for c in self._f_array(run, species).chunks[1:4])
+            self._tiles[key] = self.datasets[run].f_chunks(self.species[species])[1:4]
         return self._tiles[key]
 
     def _read_chunk(self, run: int, species: int, t: int, chunk: tuple[int, int, int]) -> np.ndarray:
