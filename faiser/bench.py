@@ -6,7 +6,13 @@ the number of internal translation or rotation substeps), on three standard prob
 
 * ``landau_1d1v``: 1D1V electrostatic Landau damping, ``1024 x 1024`` cells;
 * ``magnetized_1d3v``: 1D3V electrostatic with an oblique uniform background ``B0``, ``64 x 32^3``;
-* ``2d3v``: 2D3V electrostatic with the same ``B0``, ``32 x 32 x 24^3``.
+* ``2d3v``: 2D3V electrostatic with the same ``B0``, ``32 x 32 x 24^3``;
+* ``hybrid_1d3v``: 1D3V hybrid-Vlasov (protons, CT field solver with Hall term and subcycles), an
+  oblique Alfvenic perturbation, ``64 x 24^3``;
+* ``hybrid_2d3v``: 2D3V hybrid-Vlasov, the same perturbation in a ``32 x 32`` plane, ``24^3``.
+
+Hybrid cases also report ``field_solver_share``: the time of the field model's update (ion
+moments, the subcycled Faraday/Ohm solve, cell fields) compiled alone, as a fraction of the step.
 
 Each case compiles ``n`` steps in one ``lax.fori_loop`` ahead of time (compile time is reported
 separately), runs untimed warm-up chunks, then ``repeats`` timed chunks. Figures are timings,
@@ -41,7 +47,7 @@ from faiser.errors import ConfigError, TimeStepError
 from faiser.grid import PhaseSpaceGrid
 from faiser.vlasov import distributions as dist
 from faiser.vlasov.fields import ElectrostaticFields
-from faiser.vlasov.state import ELECTRON, State
+from faiser.vlasov.state import ELECTRON, PROTON, State
 from faiser.vlasov.stepper import Stepper, is_finite
 
 __all__ = ["STEPPER_CASES", "bench_loader", "bench_stepper", "environment"]
@@ -68,6 +74,7 @@ class StepperCase:
     dt: float
     B0: tuple[float, float, float] = (0.0, 0.0, 0.0)
     drift: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    fields: str = "electrostatic"  # or "hybrid"
 
     def grid(self, scale: float, nv_scale: float) -> PhaseSpaceGrid:
         nx = tuple(_scaled(n, scale) for n in self.nx)
@@ -101,6 +108,17 @@ STEPPER_CASES: dict[str, StepperCase] = {
             "2d3v",
             "2D3V electrostatic, oblique uniform B0 (|B0|=1), perturbation along x",
             nx=(32, 32), nv=24, velocity_dims=3, vmax=5.0, dt=0.1, B0=B0_OBLIQUE,
+        ),
+        StepperCase(
+            "hybrid_1d3v",
+            "1D3V hybrid-Vlasov (protons, Hall, CT Faraday, RK2 subcycles), oblique B0, Alfvenic perturbation, "
+            "hybrid units",
+            nx=(64,), nv=24, velocity_dims=3, vmax=5.0, dt=0.1, B0=B0_OBLIQUE, fields="hybrid",
+        ),
+        StepperCase(
+            "hybrid_2d3v",
+            "2D3V hybrid-Vlasov (protons, Hall, CT Faraday, RK2 subcycles), oblique B0, Alfvenic perturbation",
+            nx=(32, 32), nv=24, velocity_dims=3, vmax=5.0, dt=0.1, B0=B0_OBLIQUE, fields="hybrid",
         ),
     )
 }  # fmt: skip
@@ -256,11 +274,15 @@ def _build(case: StepperCase, settings: dict) -> tuple[Stepper, State, float]:
     """Stepper and initialized state; ``dt`` halved while the stepper refuses it (CFL)."""
     grid = case.grid(settings["scale"], settings["nv_scale"])
     dtype = jnp.dtype(settings["dtype"])
-    fields = ElectrostaticFields(B0=case.B0)
+    species = (ELECTRON,)
+    if case.fields == "hybrid":
+        fields, species = _hybrid_fields(grid, case), (PROTON,)
+    else:
+        fields = ElectrostaticFields(B0=case.B0)
     dt = case.dt
     for attempt in range(MAX_DT_HALVINGS + 1):
         try:
-            stepper = Stepper(grid, (ELECTRON,), fields, dt)
+            stepper = Stepper(grid, species, fields, dt)
             break
         except TimeStepError:
             if attempt == MAX_DT_HALVINGS:
@@ -270,6 +292,28 @@ def _build(case: StepperCase, settings: dict) -> tuple[Stepper, State, float]:
     state = stepper.initialize(State.create(f, dtype=dtype))
     jax.block_until_ready(state)
     return stepper, state, dt
+
+
+def _hybrid_fields(grid: PhaseSpaceGrid, case: StepperCase):
+    """Hybrid field model: uniform oblique B0 plus a transverse Alfvenic perturbation along x."""
+    from faiser.vlasov.hybrid_fields import HybridFields, face_field
+
+    k = 2 * math.pi / grid.length[0]
+    B = face_field(grid, case.B0, lambda x, y, z: (0.0 * x, 0.0 * x, 0.05 * np.sin(k * x) / k + 0.0 * y))
+    return HybridFields(B, electron_temperature=0.5, b_max=2.0)
+
+
+def _field_share(stepper: Stepper, state: State, n: int, step_s: float) -> float | None:
+    """Time of ``n`` field updates (compiled alone) over the time of ``n`` steps."""
+    if not hasattr(stepper.fields, "advance_B"):
+        return None
+    g, sp, dt = stepper.grid, stepper.species, stepper.dt
+    fn = jax.jit(lambda s: jax.lax.fori_loop(0, n, lambda i, x: stepper.fields.update(x, g, sp, dt), s))
+    fn = fn.lower(state).compile()
+    jax.block_until_ready(fn(state))
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(state))
+    return (time.perf_counter() - t0) / (n * step_s)
 
 
 def _bench_case(case: StepperCase, settings: dict, bar) -> dict:
@@ -345,7 +389,12 @@ def _bench_case(case: StepperCase, settings: dict, bar) -> dict:
         "cell_updates_per_s_best": cells / lo,
         "cell_updates_per_s_worst": cells / hi,
         "finite": is_finite(state),
+        "fields": case.fields,
     }
+    share = _field_share(stepper, state, n, median)
+    if share is not None:
+        out["field_solver_share"] = share
+        out["field_subcycles"] = int(state.aux["subcycles"])
     if dt != case.dt:
         out["note"] = f"the stepper refuses dt={case.dt:g} on this grid (|v| dt / dx too large); measured at dt={dt:g}"
     return out

@@ -264,6 +264,7 @@ class KhiConfig(HybridConfig):
     nx: int = 24
     ny: int = 24
     nv: int = 20
+    nv_z: int = 0  # velocity cells along z (0: nv; 1: 2D2V, valid while B is along z)
     vmax_kms: float = 2200.0
     dt: float = 0.015
     t_end: float = 15.0
@@ -309,9 +310,13 @@ def build_khi(cfg: KhiConfig) -> Case:
     p = cfg.normalized()
     if cfg.nx < 4 or cfg.ny < 4:
         raise ConfigError("khi needs nx >= 4 and ny >= 4")
+    nvz = cfg.nv_z or cfg.nv
+    if nvz == 1 and (p["B"][0] != 0 or p["B"][1] != 0):
+        raise ConfigError("nv_z=1 (no v_z) needs B along z")
+    vz = p["vmax"] if nvz > 1 else 0.5
     grid = PhaseSpaceGrid(
         x_min=(-p["Lx"] / 2, 0.0, 0.0), x_max=(p["Lx"] / 2, p["Ly"], 1.0), nx=(cfg.nx, cfg.ny, 1),
-        v_min=(-p["vmax"],) * 3, v_max=(p["vmax"],) * 3, nv=(cfg.nv,) * 3,
+        v_min=(-p["vmax"], -p["vmax"], -vz), v_max=(p["vmax"], p["vmax"], vz), nv=(cfg.nv, cfg.nv, nvz),
         boundaries=("outflow", "periodic", "periodic"),
     )  # fmt: skip
     x = grid.x_centers(0)[:, None]
@@ -328,7 +333,7 @@ def build_khi(cfg: KhiConfig) -> Case:
     f = dist.maxwellian(grid, n[..., None], V[:, :, None, :], T[..., None], dtype=dtype)
     Bf = face_field(grid, p["B"])
     bmag = float(np.linalg.norm(p["B"]))
-    model = HybridFields(Bf, b_max=4.0 * max(bmag, 1e-3), **cfg.field_kwargs())
+    model = HybridFields(Bf, b_max=1.5 * max(bmag, 1e-3), **cfg.field_kwargs())
     probe = hd.make_probe(grid, model, (PROTON,), mode_axis=1, mode_k=1, khi=True)
     return _build_hybrid(
         "khi", cfg, grid, [PROTON], [f], model, cfg.units(), _steps(cfg), probe=probe, extra_outputs=_plots("khi")
