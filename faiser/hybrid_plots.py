@@ -26,19 +26,21 @@ def _figure(**kw):
     return Figure(layout="constrained", **kw)
 
 
-def shock_summary(case, snapshots: list[dict]) -> dict:
-    """Shock position over time and the compression / mass fluxes averaged over the second half."""
+def shock_summary(case, snapshots: list[dict], margin: float = 20.0, edge: float = 5.0, late: float = 0.5) -> dict:
+    """Shock position over time and the compression / mass fluxes averaged over the last ``1 - late``
+    of the run, upstream and downstream at more than ``margin`` (d_i) from the shock and ``edge``
+    from the boundaries (a quasi-parallel shock's transition is tens of d_i wide)."""
     cfg = case.config
     p = cfg.normalized()
     x = case.grid.x_centers(0)
     nL, nR = p["left"]["density"], p["right"]["density"]
     times = np.array([s["time"] for s in snapshots])
     pos = np.array([hd.shock_position(x, s["density"], nL, nR) for s in snapshots])
-    late = [i for i, t in enumerate(times) if t >= 0.5 * times[-1] and np.isfinite(pos[i])]
+    late = [i for i, t in enumerate(times) if t >= late * times[-1] and np.isfinite(pos[i])]
     rows = []
     for i in late:
         s = snapshots[i]
-        rows.append(hd.shock_analysis(x, s["density"], s["velocity"][:, 0], pos[i], margin=8.0, edge=5.0))
+        rows.append(hd.shock_analysis(x, s["density"], s["velocity"][:, 0], pos[i], margin=margin, edge=edge))
     rh = hd.rankine_hugoniot(p["left"], electron_temperature=cfg.electron_temperature)
     out = {
         "times": times.tolist(),

@@ -250,6 +250,12 @@ class KhiConfig(HybridConfig):
     (along z by default). Periodic along y (the flow; the box is one wavelength ``wavelength_m``),
     outflow in x at ``+-half_width_layers * width``. Seed: ``V_x = seed V0 sin(2 pi y / L_y)
     exp(-(x/width)^2)``.
+
+    KHB's plasma (n, T from the pressure balance, V0, B) is kept, but not its 1e6 m layer: at 2e7 K
+    in 1 nT the thermal ion gyroradius is 4.2e6 m, so such a layer is no kinetic equilibrium and
+    is smeared by gyration before any KHI grows. The default layer, 2e7 m, is five gyroradii wide.
+    With B along z the motion stays in the x-y plane, so v_z is not resolved by default
+    (``nv_z=1``, 2D2V); ``nv_z=0`` resolves it with ``nv`` cells.
     """
 
     B_nT: Vec3 = (0.0, 0.0, 1.0)
@@ -257,18 +263,18 @@ class KhiConfig(HybridConfig):
     n1_m3: float = 1e6
     n2_m3: float = 2e6
     total_pressure_Pa: float = 2.765e-10
-    width_m: float = 1e6
-    wavelength_m: float = 1.4e7  # fastest-growing mode of a tanh layer: k width ~ 0.45
-    half_width_layers: float = 5.0
-    seed: float = 0.01
+    width_m: float = 2e7  # KHB: 1e6 m, thinner than the thermal ion gyroradius (4.2e6 m): see the docstring
+    wavelength_m: float = 2.8e8  # fastest-growing mode of a tanh layer: k width ~ 0.45
+    half_width_layers: float = 3.0
+    seed: float = 0.002
     nx: int = 24
     ny: int = 24
-    nv: int = 20
-    nv_z: int = 0  # velocity cells along z (0: nv; 1: 2D2V, valid while B is along z)
+    nv: int = 32
+    nv_z: int = 1  # velocity cells along z (0: nv; 1: 2D2V, valid while B is along z)
     vmax_kms: float = 2200.0
-    dt: float = 0.015
-    t_end: float = 15.0
-    diag_every: int = 20
+    dt: float = 0.25
+    t_end: float = 250.0
+    diag_every: int = 10
     snapshots: int = 6  # density maps written by the khi plots
 
     def normalized(self) -> dict:

@@ -10,6 +10,7 @@ SciPy. Everything is in hybrid units (:class:`faiser.units.HybridUnits`).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import jax.numpy as jnp
@@ -217,6 +218,8 @@ def linear_phase_window(t, amplitude, low: float = 3.0, high: float = 0.3) -> tu
     i_end = i_min + int(np.argmax(a[i_min:] >= high * peak))
     start_cands = np.nonzero(a[: i_end + 1] <= low * a[i_min])[0]
     i_start = int(start_cands[-1]) if len(start_cands) else i_min
+    if i_end - i_start < 3:  # no clear exponential phase: everything after the minimum
+        i_start, i_end = i_min, len(t) - 1
     return float(t[i_start]), float(t[i_end])
 
 
@@ -244,7 +247,9 @@ def kinetic_parallel_dispersion(k: float, vth: float, branch: str) -> complex:
         return (w / (k * wt)) * plasma_z((w - 1) / (k * wt)) - w - k**2
 
     w0 = cold_parallel_frequency(k, branch)
-    sol = fsolve(lambda u: [D(u[0] + 1j * u[1]).real, D(u[0] + 1j * u[1]).imag], [w0, 0.0], xtol=1e-13)
+    with warnings.catch_warnings():  # fsolve warns when the start is already the root to ~1e-13
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sol = fsolve(lambda u: [D(u[0] + 1j * u[1]).real, D(u[0] + 1j * u[1]).imag], [w0, 0.0], xtol=1e-13)
     return complex(sol[0], sol[1])
 
 

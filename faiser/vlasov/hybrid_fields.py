@@ -76,7 +76,8 @@ def _pad_axis(a: jax.Array, axis: int, lo, hi, width: int = G) -> jax.Array:
     parts = []
     for side, at_lo in ((lo, True), (hi, False)):
         if isinstance(side, str) and side == "periodic":
-            g = _slab(a, axis, n - width, n) if at_lo else _slab(a, axis, 0, width)
+            idx = np.arange(-width, 0) % n if at_lo else np.arange(n, n + width) % n
+            g = jnp.take(a, jnp.asarray(idx), axis=axis)
         elif isinstance(side, str):  # copy
             edge = _slab(a, axis, 0, 1) if at_lo else _slab(a, axis, n - 1, n)
             g = jnp.repeat(edge, width, axis=axis)
@@ -353,9 +354,10 @@ class HybridFields:
         rho_s = jnp.maximum(rho_p, floor)
         umag = jnp.sqrt(U_p[0] ** 2 + U_p[1] ** 2 + U_p[2] ** 2)
         cs2 = self.gamma_e * self.electron_pressure(rho_p) / rho_s if self.pressure_term else zero
-        a_cell = umag + jnp.sqrt(bmag**2 / rho_s + cs2)
-        if self.hall and res:
-            a_cell = a_cell + math.pi * bmag / (rho_s * min(dx[d] for d in res))
+        a_base = umag + jnp.sqrt(bmag**2 / rho_s + cs2)
+        # grid whistler speed (Hall): pi |B| / (rho dx) for jumps along an axis of spacing dx
+        whistler = math.pi * bmag / rho_s if self.hall else jnp.zeros_like(a_base)
+        a_cell = a_base + (whistler / min(dx[d] for d in res) if res else 0.0)
         h_node = h_p
         for d in res:
             h_node = avg_low(h_node, d)
@@ -377,16 +379,16 @@ class HybridFields:
             if self.pressure_term and self.electron_temperature > 0 and c in res:
                 Ec = Ec - (_fwd(h_node, c) - h_node) / dx[c]
             if self.upwind > 0 and (d in res or e in res):
-                a = a_cell
-                for ax in (d, e):
-                    if ax in res:
-                        a = jnp.maximum(a, _back(a, ax))
                 jumps = zero
-                if d in res:
-                    jumps = jumps + _jump(P[e], d)
-                if e in res:
-                    jumps = jumps - _jump(P[d], e)
-                Ec = Ec + self.upwind * 0.5 * a * jumps
+                for ax, sign, comp in ((d, 1.0, e), (e, -1.0, d)):
+                    if ax not in res:
+                        continue
+                    a = a_base + whistler / dx[ax]  # signal speed along the jump's axis
+                    for ax2 in (d, e):
+                        if ax2 in res:
+                            a = jnp.maximum(a, _back(a, ax2))
+                    jumps = jumps + sign * a * _jump(P[comp], ax)
+                Ec = Ec + self.upwind * 0.5 * jumps
             E.append(Ec)
         return J, E, a_cell
 
