@@ -159,6 +159,9 @@ class ShockConfig(HybridConfig):
     T_right_K: float = 3e5
     V_right_kms: Vec3 = (36.45, 53.71, 0.0)
     B_right_nT: Vec3 = (1.0, 1.474, 0.0)
+    # "configured": the right state above; "rankine_hugoniot": the right state solved from the left
+    # one by the MHD jump conditions (the *_right keys are then ignored), e.g. for Mach-number sweeps
+    downstream: str = "configured"
     x_min_m: float = -1.2e7
     x_max_m: float = 1.8e7
     x_shock_m: float = 0.0
@@ -181,6 +184,14 @@ class ShockConfig(HybridConfig):
                 "velocity": tuple(v * 1e3 / u.velocity for v in getattr(self, f"V_{side}_kms")),
                 "B": tuple(b * 1e-9 / u.B0 for b in getattr(self, f"B_{side}_nT")),
             }
+        if self.downstream == "rankine_hugoniot":
+            rh = hd.rankine_hugoniot(out["left"], gamma=5.0 / 3.0, electron_temperature=self.electron_temperature)
+            t_ion = rh["pressure"] / rh["density"] - self.electron_temperature
+            if t_ion <= 0:
+                raise ConfigError("the Rankine-Hugoniot downstream state has no positive ion temperature")
+            out["right"] = {"density": rh["density"], "temperature": t_ion, "velocity": rh["velocity"], "B": rh["B"]}
+        elif self.downstream != "configured":
+            raise ConfigError(f"downstream must be 'configured' or 'rankine_hugoniot', got {self.downstream!r}")
         out["x_min"], out["x_max"] = self.x_min_m / u.length, self.x_max_m / u.length
         out["x_shock"] = self.x_shock_m / u.length
         out["v_min"] = tuple(v * 1e3 / u.velocity for v in self.v_min_kms)
@@ -196,6 +207,13 @@ class ShockConfig(HybridConfig):
         d["dx_m"] = (self.x_max_m - self.x_min_m) / self.nx
         rh = hd.rankine_hugoniot(d["left"], gamma=5.0 / 3.0, electron_temperature=self.electron_temperature)
         d["rankine_hugoniot_ratio"] = rh["compression"]
+        L = d["left"]
+        b2 = sum(b * b for b in L["B"])
+        v_alfven = math.sqrt(b2 / L["density"])
+        c_sound = math.sqrt(5.0 / 3.0 * (L["temperature"] + self.electron_temperature))
+        d["upstream_alfven_mach"] = abs(L["velocity"][0]) / v_alfven
+        d["upstream_sonic_mach"] = abs(L["velocity"][0]) / c_sound
+        d["upstream_fast_mach_perp"] = abs(L["velocity"][0]) / math.sqrt(v_alfven**2 + c_sound**2)
         return d
 
 
