@@ -28,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("simulate", help="run a reference simulation of a named case")
-    s.add_argument("case", help="landau, two_stream, bump_on_tail, free_streaming, larmor, exb")
+    s.add_argument(
+        "case", help="landau, two_stream, bump_on_tail, free_streaming, larmor, exb, alfven, shock, khi"
+    )
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     s.add_argument("--config", help="JSON config file (keys as for --set)")
     s.add_argument("--out", required=True, help="output directory")
