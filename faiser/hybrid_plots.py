@@ -4,7 +4,8 @@
   ``shock_position.png`` and ``shock.json`` (shock position, compression ratio against
   Rankine-Hugoniot, mass flux in and out, averaged over the second half of the run);
 * ``khi``: ``khi_density.png`` (density maps at several times), ``khi_growth.png`` (mode
-  amplitude and the fitted exponential) and ``khi.json`` (growth rate, fit window).
+  amplitude and the fitted exponential), ``magnetic_spectrum.png`` (along the flow) and
+  ``khi.json`` (growth rate, fit window, spectra).
 
 Matplotlib's object API only (the caller's pyplot backend is left alone).
 """
@@ -89,6 +90,7 @@ def write_case_plots(kind: str, case, records: list[dict], snapshots: list[dict]
     elif kind == "khi":
         summary = khi_summary(case, records)
         _plot_khi(case, snapshots, summary, out_dir)
+        summary["magnetic_spectrum"] = _plot_spectrum(case, snapshots, out_dir, axis=1)
     else:
         raise ValueError(kind)
     (out_dir / f"{kind}.json").write_text(json.dumps(summary, indent=2))
@@ -122,6 +124,29 @@ def _plot_shock(case, snapshots, summary, out_dir: Path) -> None:
     a.set_xlabel("t Omega_i")
     a.set_ylabel("shock position / d_i")
     fig.savefig(out_dir / "shock_position.png", dpi=110)
+
+
+def _plot_spectrum(case, snapshots, out_dir: Path, axis: int) -> dict:
+    """Magnetic energy spectrum along the periodic ``axis`` at the first, middle and last output
+    (``magnetic_spectrum.png``); returns the spectra for the JSON summary."""
+    from faiser.vlasov.hybrid_diagnostics import magnetic_spectrum
+
+    fig = _figure(figsize=(6, 4))
+    a = fig.subplots()
+    out = {}
+    for i in sorted({0, len(snapshots) // 2, len(snapshots) - 1}):
+        B = np.asarray(snapshots[i]["B"])
+        k, E = magnetic_spectrum(B.reshape(*B.shape[:2], 1, 3), case.grid, axis=axis)
+        out[f"t={snapshots[i]['time']:.3g}"] = E.tolist()
+        if np.any(E[1:] > 0):
+            a.loglog(k[1:], E[1:], label=f"t = {snapshots[i]['time']:.1f}")
+    out["k"] = k.tolist()
+    a.set_xlabel(f"k_{'xyz'[axis]} d_i")
+    a.set_ylabel("E_B(k) / B0^2")
+    a.set_title("magnetic energy spectrum (fluctuations)")
+    a.legend()
+    fig.savefig(out_dir / "magnetic_spectrum.png", dpi=110)
+    return out
 
 
 def _plot_khi(case, snapshots, summary, out_dir: Path) -> None:

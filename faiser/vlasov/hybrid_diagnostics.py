@@ -72,7 +72,7 @@ def make_probe(
     Scalars: ``div_b_rel``, the energy budget, ``field_subcycles``, ``b_max``; with ``mode_axis``
     the complex Fourier mode ``mode_k`` of ``B_y + i B_z`` along that axis (``mode_re``, ``mode_im``,
     the Alfven diagnostics); with ``khi`` the amplitude of mode ``mode_k`` of ``V_x`` along y
-    (``khi_amplitude``, max over x) and the density map ``density`` (nx, ny); with ``shock`` the 1D
+    (``khi_amplitude``, max over x), the density map ``density`` (nx, ny) and ``B`` (nx, ny, 3); with ``shock`` the 1D
     profiles ``profile_x``, ``density``, ``velocity`` (nx, 3), ``B`` (nx, 3) and ``anisotropy``
     (T_perp/T_par in the frame of B).
     """
@@ -101,6 +101,7 @@ def make_probe(
             amp = 2 * jnp.abs(jnp.mean(mom["U"][..., 0] * phase, axis=1))  # (nx, nz)
             out["khi_amplitude"] = jnp.max(amp)
             out["density"] = mom["rho"][:, :, 0]
+            out["B"] = state.B[:, :, 0, :]
         if shock:
             m0 = moments(state.f[0], grid, species[0].mass)
             _, _, ratio = anisotropy(m0["pressure"], m0["density"], state.B)

@@ -2,6 +2,7 @@
 conservation, div B (issue #3). Small grids; every figure is compared with theory, never with a
 stored run."""
 
+import json
 import math
 
 import jax
@@ -259,3 +260,12 @@ def test_magnetic_spectrum_parseval():
     assert E.sum() == pytest.approx(0.5 * np.mean(np.sum(dB**2, -1)), rel=1e-12)
     assert k[np.argmax(E)] == pytest.approx(2 * np.pi * 3 / 10)
     jax.block_until_ready(jnp.zeros(1))
+
+
+def test_khi_writes_density_maps_growth_curve_and_spectrum(tmp_path):
+    simulate("khi", {"nx": 8, "ny": 8, "nv": 12, "t_end": 12.0}, tmp_path, progress=False)
+    for name in ("khi_density.png", "khi_growth.png", "magnetic_spectrum.png", "khi.json"):
+        assert (tmp_path / name).stat().st_size > 500, name
+    summary = json.loads((tmp_path / "khi.json").read_text())
+    spectra = summary["magnetic_spectrum"]
+    assert len(spectra["k"]) == 8 // 2 + 1 and len(spectra) >= 3  # k plus first/middle/last
