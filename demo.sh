@@ -4,12 +4,14 @@ set -euo pipefail
 cd "$(dirname "$0")"
 . scripts/setup_env.sh
 out="${1:-runs/demo}"
-rm -rf "$out/landau" "$out/larmor"  # datasets are never overwritten; start these two afresh
+rm -rf "$out/landau" "$out/larmor" "$out/shock"  # datasets are never overwritten; start these afresh
 # Landau damping; a zarr trajectory dataset every 10 steps (runs/demo/landau/snapshots)
 faiser simulate landau --save-every 10 --out "$out/landau"
 # gyration about an oblique B; Vlasiator-style VLSV output (SI units) every 17 steps
 faiser simulate larmor --set 'B=0.3,0.4,0.866' --set t_end=31.4 --vlsv-every 17 --out "$out/larmor"
 faiser inspect "$(ls "$out"/larmor/vlsv/bulk.*.vlsv | tail -n 1)"
+# Vlasiator's Shocktest (hybrid-Vlasov), short: profiles, RH check, dataset and VLSV files
+faiser simulate shock --set t_end=15 --save-every 60 --vlsv-every 150 --out "$out/shock"
 # a small dataset family from a sweep file (deterministic run names; reruns skip finished runs)
 faiser sweep experiments/sweeps/tiny_landau.json --out "$out/family" --quiet
 python - "$out" <<'PY'
@@ -19,4 +21,4 @@ ds = open_dataset(f"{sys.argv[1]}/landau")
 print(ds)
 print("density at the last snapshot, first 4 cells:", ds.moments("electron", "density", time=-1)[:4, 0, 0])
 PY
-echo "demo outputs in $out: landau/{config.json,diagnostics.csv,timing.json,diagnostics.png,moments.nc,snapshots/}, larmor/vlsv/, family/"
+echo "demo outputs in $out: landau/{config.json,diagnostics.csv,timing.json,diagnostics.png,moments.nc,snapshots/}, larmor/vlsv/, shock/{shock_profiles.png,shock.json,snapshots/,vlsv/}, family/"
