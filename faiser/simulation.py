@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from faiser import __version__
 from faiser.config import apply_overrides, load_json, to_json
-from faiser.errors import ConfigError, NumericalError
+from faiser.errors import ConfigError, DatasetError, NumericalError
 from faiser.vlasov.cases import Case, build_case, default_config
 from faiser.vlasov.diagnostics import cell_diagnostics, timeseries_to_xarray, to_xarray, write_csv
 
@@ -115,6 +115,13 @@ def simulate(
     built = build_case(case, cfg)
     stepper, state = built.stepper, built.state
     out = Path(out_dir) if out_dir is not None else None
+    for name, n in (("save_every", save_every), ("vlsv_every", vlsv_every)):
+        if n is not None and n < 1:
+            raise ConfigError(f"{name} must be >= 1, got {n}")
+        if n is not None and out is None:
+            raise ConfigError(f"{name} needs an output directory")
+    if save_every and (out / "snapshots" / "zarr.json").exists():  # refuse before touching the old run
+        raise DatasetError(f"{out / 'snapshots'} already holds a dataset; choose another output directory")
     meta = {
         "case": case,
         "config": to_json(cfg),
@@ -136,11 +143,6 @@ def simulate(
         out.mkdir(parents=True, exist_ok=True)
         _atomic_write(out / "config.json", json.dumps(meta, indent=2))
 
-    for name, n in (("save_every", save_every), ("vlsv_every", vlsv_every)):
-        if n is not None and n < 1:
-            raise ConfigError(f"{name} must be >= 1, got {n}")
-        if n is not None and out is None:
-            raise ConfigError(f"{name} needs an output directory")
     n_steps = built.n_steps
     plan = output_plan(n_steps, cfg.diag_every, save_every, vlsv_every)
     writer = _dataset_writer(built, meta, out / "snapshots", len(plan["save"]), state) if save_every else None

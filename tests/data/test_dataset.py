@@ -127,9 +127,12 @@ def test_cli_save_every_errors(tmp_path, capsys):
     assert "save_every must be >= 1" in capsys.readouterr().err
     args = ["simulate", "landau", "--set", "t_end=0.2", "--set", "nx=8", "--set", "nv=16", "--quiet"]
     assert main([*args, "--out", str(tmp_path / "r"), "--save-every", "1"]) == 0
-    assert main([*args, "--out", str(tmp_path / "r"), "--save-every", "1"]) == 2  # never overwrite data
+    config_before = (tmp_path / "r" / "config.json").read_text()
+    args2 = [a if a != "t_end=0.2" else "t_end=0.3" for a in args]
+    assert main([*args2, "--out", str(tmp_path / "r"), "--save-every", "1"]) == 2  # never overwrite data
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "already holds a dataset" in err[0]
+    assert (tmp_path / "r" / "config.json").read_text() == config_before  # the old run is untouched
 
 
 def _committed(store: Path) -> int:
