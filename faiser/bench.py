@@ -43,6 +43,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from faiser import __version__
+from faiser.atomic import atomic_write_text
 from faiser.errors import ConfigError, TimeStepError
 from faiser.grid import PhaseSpaceGrid
 from faiser.vlasov import distributions as dist
@@ -400,19 +401,6 @@ def _bench_case(case: StepperCase, settings: dict, bar) -> dict:
     return out
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def bench_stepper(out: str | Path, overrides: Mapping[str, object] | None = None, progress: bool = True) -> dict:
     """Measure the reference stepper's phase-space cell updates per second on the standard cases.
 
@@ -462,7 +450,7 @@ def bench_stepper(out: str | Path, overrides: Mapping[str, object] | None = None
         },
     }
     text = json.dumps(report, indent=2)
-    _atomic_write(out, text + "\n")
+    atomic_write_text(out, text + "\n")
     print(text)
     return report
 
@@ -730,6 +718,6 @@ def bench_loader(out: str | Path, overrides: Mapping[str, object] | None = None,
         "loaders": results,
     }
     text = json.dumps(report, indent=2)
-    _atomic_write(out, text + "\n")
+    atomic_write_text(out, text + "\n")
     print(text)
     return report

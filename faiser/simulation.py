@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +18,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from faiser import __version__
+from faiser.atomic import atomic_path, atomic_write_text
 from faiser.config import apply_overrides, load_json, to_json
 from faiser.errors import ConfigError, DatasetError, NumericalError
 from faiser.vlasov.cases import Case, build_case, default_config
@@ -67,13 +66,6 @@ def resolve_config(case: str, overrides: Mapping[str, object] | None = None, con
             raise ConfigError(f"config file is for case {data['case']!r}, not {case!r}")
         cfg = apply_overrides(cfg, data, ignore=("case",))
     return apply_overrides(cfg, overrides or {})
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def _row(d: dict) -> dict:
@@ -141,7 +133,7 @@ def simulate(
         meta["derived"] = cfg.describe()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write(out / "config.json", json.dumps(meta, indent=2))
+        atomic_write_text(out / "config.json", json.dumps(meta, indent=2))
 
     n_steps = built.n_steps
     plan = output_plan(n_steps, cfg.diag_every, save_every, vlsv_every)
@@ -205,7 +197,7 @@ def simulate(
     if out is not None:
         write_cell_diagnostics(built, built.state, state, out / "moments.nc")
         write_csv(records, out / "diagnostics.csv", CSV_COLUMNS)
-        _atomic_write(out / "timing.json", json.dumps(timing, indent=2))
+        atomic_write_text(out / "timing.json", json.dumps(timing, indent=2))
         plot_diagnostics(ds, built, out / "diagnostics.png")
         if built.extra_outputs is not None:
             built.extra_outputs(built, records, snapshots, out)
@@ -275,9 +267,8 @@ def write_cell_diagnostics(case: Case, initial, final, path: Path) -> xr.Dataset
         frames.append(xr.merge(parts).expand_dims(time=[float(st.time)]))
     ds = xr.concat(frames, dim="time")
     ds.attrs.update(case=case.name, units="normalized (see config.json)")
-    tmp = path.with_name(f".{path.name}.tmp")
-    ds.to_netcdf(tmp, engine="scipy")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="scipy")
     return ds
 
 

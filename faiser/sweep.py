@@ -28,6 +28,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from faiser.atomic import atomic_write_text
 from faiser.config import load_json
 from faiser.errors import ConfigError, DatasetError
 
@@ -118,7 +119,7 @@ def _is_done(run_dir: Path) -> bool:
 def run_sweep(path: str | Path, out_root: str | Path, progress: bool = True, dry_run: bool = False) -> list[dict]:
     """Generate every dataset of the sweep in ``path`` under ``out_root``; returns the index
     (one dict per run: name, overrides, status ``done``/``skipped``/``planned``)."""
-    from faiser.simulation import _atomic_write, simulate
+    from faiser.simulation import simulate
 
     spec = load_sweep(path)
     runs = sweep_runs(spec)
@@ -127,7 +128,7 @@ def run_sweep(path: str | Path, out_root: str | Path, progress: bool = True, dry
     if not dry_run:
         root.mkdir(parents=True, exist_ok=True)
         resolved = {**spec, "runs": [r.to_json() for r in runs]}
-        _atomic_write(root / "sweep.json", json.dumps(resolved, indent=2))
+        atomic_write_text(root / "sweep.json", json.dumps(resolved, indent=2))
     for i, run in enumerate(runs):
         run_dir = root / run.name
         entry = run.to_json() | {"path": str(run_dir)}
@@ -148,5 +149,5 @@ def run_sweep(path: str | Path, out_root: str | Path, progress: bool = True, dry
             entry["status"] = "done"
         index.append(entry)
         if not dry_run:
-            _atomic_write(root / "index.json", json.dumps(index, indent=2))
+            atomic_write_text(root / "index.json", json.dumps(index, indent=2))
     return index

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from faiser import __version__
+from faiser.atomic import atomic_write_text
 from faiser.data.sparse_blocks import VelocityMesh
 from faiser.errors import ConfigError, DataError
 
@@ -211,10 +212,7 @@ class NormStats:
         path = Path(path)
         if path.is_dir():
             path = path / NORM_FILE
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        tmp.replace(path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_json(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> NormStats:

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
+from faiser.atomic import atomic_path
 from faiser.data.sparse_blocks import SparseBlocks, VelocityMesh, dense_to_sparse
 from faiser.data.vlsv_reader import SpatialMesh
 from faiser.errors import ConfigError, VlsvError
@@ -283,13 +283,8 @@ def write_vlsv(
     params.setdefault("numWritingRanks", np.int32(1))
 
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise VlsvError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             fh.write(b"\0" * 16)
             b = _Builder(fh)
             _write_spatial(b, sp, cellids)
@@ -314,22 +309,9 @@ def write_vlsv(
             fh.write(np.array([0], dtype="<u8").tobytes() + np.array([footer_offset], dtype="<u8").tobytes())
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
     except OSError as e:
-        _unlink(tmp)
         raise VlsvError(f"cannot write {path}: {e.strerror or e}") from None
-    except BaseException:
-        _unlink(tmp)
-        raise
     return path
-
-
-def _unlink(p: str) -> None:
-    try:
-        os.unlink(p)
-    except OSError:
-        pass
 
 
 def _write_spatial(b: _Builder, sp: SpatialMesh, cellids: np.ndarray) -> None:

@@ -28,6 +28,7 @@ import pandas as pd
 import xarray as xr
 from jax.typing import ArrayLike
 
+from faiser.atomic import atomic_path
 from faiser.errors import ConfigError
 from faiser.grid import PhaseSpaceGrid
 from faiser.vlasov.distributions import maxwellian
@@ -457,14 +458,9 @@ def write_csv(
         if cols[c].ndim != 1:
             raise ConfigError(f"CSV column {c!r} must be one scalar per time, got shape {cols[c].shape}")
     df = pd.DataFrame({c: cols[c] for c in columns}, columns=columns)
-    path = os.fspath(path)
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)  # atomic: a reader never sees a half-written file
-    return path
+    with atomic_path(path) as tmp:  # a reader never sees a half-written file
+        df.to_csv(tmp, index=False)
+    return os.fspath(path)
 
 
 def cell_diagnostics(f: ArrayLike, grid: PhaseSpaceGrid, B: ArrayLike, mass: float = 1.0) -> dict[str, jax.Array]:
