@@ -30,6 +30,7 @@ from faiser.data.vlsv_reader import SpatialMesh, VlsvEntry, VlsvFile, open_vlsv
 from faiser.data.vlsv_writer import Population, spatial_mesh_from, write_vlsv
 from faiser.errors import ConfigError
 from faiser.units import ELEMENTARY_CHARGE
+from faiser.vlasov.diagnostics import moments
 
 __all__ = [
     "WID",
@@ -39,7 +40,6 @@ __all__ = [
     "VelocityMesh",
     "VlsvEntry",
     "VlsvFile",
-    "dense_moments",
     "dense_to_sparse",
     "format_inspection",
     "inspect_file",
@@ -53,43 +53,6 @@ __all__ = [
 ]
 
 _INSPECT_BATCH_BLOCKS = 1 << 20
-
-
-# ---- moments of dense VDFs -------------------------------------------------------------------
-def dense_moments(f: np.ndarray, mesh: VelocityMesh, mass: float = 1.0, max_cells: int | None = None) -> dict:
-    """Moments of dense VDFs ``(ncells, nvx, nvy, nvz)`` in float64 (vectorized, batched over cells).
-
-    Returns the same dict as :func:`~faiser.data.sparse_blocks.sparse_moments`: ``density``
-    ``(ncells,)`` (sum f dv^3), ``bulk_velocity`` ``(ncells, 3)`` (0 where the density is 0),
-    ``ptensor_diagonal`` (xx, yy, zz) and ``ptensor_offdiagonal`` (yz, zx, xy), pressures
-    ``mass * sum f (v - V)_a (v - V)_b dv^3``. Units follow ``f``, the mesh and ``mass``.
-    """
-    f = np.asarray(f)
-    if f.ndim != 4 or tuple(f.shape[1:]) != mesh.nv:
-        raise ConfigError(f"VDFs must have shape (ncells, {mesh.nv}), got {f.shape}")
-    n = f.shape[0]
-    per_cell = max(1, math.prod(mesh.nv))
-    step = max_cells or max(1, (1 << 24) // per_cell)
-    v = [mesh.v_centers(a) for a in range(3)]
-    s = np.zeros((n, 10))
-    for c0 in range(0, n, step):
-        fc = np.asarray(f[c0 : c0 + step], dtype=np.float64)
-        mxy, mxz, myz = fc.sum(3), fc.sum(2), fc.sum(1)
-        mx, my, mz = mxy.sum(2), mxy.sum(1), mxz.sum(1)
-        sl = slice(c0, c0 + fc.shape[0])
-        s[sl, 0] = mx.sum(1)
-        s[sl, 1], s[sl, 2], s[sl, 3] = mx @ v[0], my @ v[1], mz @ v[2]
-        s[sl, 4], s[sl, 5], s[sl, 6] = mx @ v[0] ** 2, my @ v[1] ** 2, mz @ v[2] ** 2
-        s[sl, 7] = np.einsum("cjk,j,k->c", myz, v[1], v[2])
-        s[sl, 8] = np.einsum("cik,i,k->c", mxz, v[0], v[2])
-        s[sl, 9] = np.einsum("cij,i,j->c", mxy, v[0], v[1])
-    s *= mesh.dv3
-    dens = s[:, 0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        vel = np.where(dens[:, None] != 0, s[:, 1:4] / dens[:, None], 0.0)
-    pairs = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
-    p = np.stack([mass * (s[:, 4 + q] - dens * vel[:, a] * vel[:, b]) for q, (a, b) in enumerate(pairs)], axis=1)
-    return {"density": dens, "bulk_velocity": vel, "ptensor_diagonal": p[:, :3], "ptensor_offdiagonal": p[:, 3:]}
 
 
 # ---- faiser snapshots ----------------------------------------------------------------------
@@ -174,13 +137,14 @@ def write_snapshot(
             raise ConfigError(f"f of species {sp.name!r} has shape {f.shape}, the grid expects {grid.shape}")
         mass_kg = float(sp.mass) * float(units.mass)
         fc = cells_first(f)  # normalized
-        m = dense_moments(fc, mesh, mass=mass_kg)
-        dens = m["density"] * F  # mesh velocities are SI, f normalized -> scale f
-        vel = m["bulk_velocity"]
+        m = {k: cells_first(np.asarray(v, np.float64)) for k, v in moments(f, grid, sp.mass).items()}
+        dens = m["density"] * units.density
+        vel = m["bulk_velocity"] * V
+        P = m["pressure"] * (float(units.mass) * units.density * V**2)  # m_s int (v-V)(v-V) f d3v, SI
         variables[f"{sp.name}/vg_rho"] = dens
         variables[f"{sp.name}/vg_v"] = vel
-        variables[f"{sp.name}/vg_ptensor_diagonal"] = m["ptensor_diagonal"] * F
-        variables[f"{sp.name}/vg_ptensor_offdiagonal"] = m["ptensor_offdiagonal"] * F
+        variables[f"{sp.name}/vg_ptensor_diagonal"] = np.stack([P[:, 0, 0], P[:, 1, 1], P[:, 2, 2]], -1)
+        variables[f"{sp.name}/vg_ptensor_offdiagonal"] = np.stack([P[:, 1, 2], P[:, 2, 0], P[:, 0, 1]], -1)
         rhom += mass_kg * dens
         rhoq += float(sp.charge) * ELEMENTARY_CHARGE * dens
         mom += mass_kg * dens[:, None] * vel

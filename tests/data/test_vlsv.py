@@ -280,6 +280,11 @@ def test_write_snapshot_moments_and_vdfs(tmp_path):
         np.testing.assert_allclose(rhoq, ELEMENTARY_CHARGE * (rho + 2 * r.read_variable("alpha/vg_rho")), rtol=1e-12)
         pd = r.read_variable("alpha/vg_ptensor_diagonal")
         assert np.all(pd > 0) and r.read_variable("proton/vg_ptensor_offdiagonal").shape == (6, 3)
+        # SI pressures agree with those computed independently from the stored proton blocks
+        from_blocks = sparse_moments(r.read_vdf_sparse("proton"), mass=units.mass)
+        for key in ("ptensor_diagonal", "ptensor_offdiagonal"):
+            stored = r.read_variable(f"proton/vg_{key}")[[0, 2, 4]]
+            np.testing.assert_allclose(stored, from_blocks[key], rtol=1e-5, atol=1e-6 * np.abs(pd).max())
         vdf = r.read_vdf("proton", [3])[0]
         np.testing.assert_allclose(vdf, fp[2, 0, 0] * fac["f_s3_per_m6"], rtol=1e-6)
     info = inspect_file(p)
