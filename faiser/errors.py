@@ -31,3 +31,23 @@ class VlsvError(DataError):
 
 class DatasetError(DataError):
     """A trajectory dataset that is missing, incomplete, corrupt or sliced out of range."""
+
+
+class CodecError(FaiserError, ValueError):
+    """A codec that cannot be built, fitted or applied as asked (unknown name, bad setting)."""
+
+
+class CompressedFileError(CodecError, DataError):
+    """A compressed file that is truncated, corrupt, or written by a different model or format."""
+
+
+class CheckpointError(DataError):
+    """A checkpoint that is missing, incomplete, tampered with or does not match the run."""
+
+
+class DistributedError(FaiserError, RuntimeError):
+    """A device mesh, domain decomposition or multi-process run that cannot be set up or failed."""
+
+
+class TrainingError(FaiserError, RuntimeError):
+    """A training run that diverged (non-finite loss) or was configured inconsistently."""

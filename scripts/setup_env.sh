@@ -12,6 +12,6 @@ fi
 stamp="$root/.venv/.faiser-installed"
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
   python -m pip install --quiet --upgrade pip
-  python -m pip install --quiet -e "$root[dev,notebooks]"
+  python -m pip install --quiet -e "$root[dev,notebooks,ml,baselines]"
   touch "$stamp"
 fi

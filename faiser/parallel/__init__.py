@@ -1,0 +1,1 @@
+"""Device meshes, spatial domain decomposition of the stepper, and the MPI backend."""
