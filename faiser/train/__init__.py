@@ -1,0 +1,1 @@
+"""Training: codec and latent-model training loops, and checkpoints (:mod:`faiser.train.checkpoint`)."""
