@@ -36,7 +36,15 @@ import optax
 
 from faiser.errors import ConfigError
 
-__all__ = ["FourierMLPConfig", "eval_mlp", "export_weights", "fit_mlp", "fourier_matrix", "grid_coords", "import_weights"]
+__all__ = [
+    "FourierMLPConfig",
+    "eval_mlp",
+    "export_weights",
+    "fit_mlp",
+    "fourier_matrix",
+    "grid_coords",
+    "import_weights",
+]
 
 _ACTS = {"gelu": jax.nn.gelu, "relu": jax.nn.relu, "silu": jax.nn.silu, "tanh": jnp.tanh, "sin": jnp.sin}
 

@@ -117,11 +117,7 @@ class VectorQuantizer(nnx.Module):
         """Indices ``(...)`` int32 of the nearest code (squared Euclidean) of each vector of ``z`` ``(..., D)``."""
         e = get_value(self.codebook)
         flat = z.reshape(-1, self.code_dim).astype(jnp.float32)
-        d = (
-            jnp.sum(flat * flat, axis=1, keepdims=True)
-            - 2.0 * flat @ e.T
-            + jnp.sum(e * e, axis=1)[None, :]
-        )
+        d = jnp.sum(flat * flat, axis=1, keepdims=True) - 2.0 * flat @ e.T + jnp.sum(e * e, axis=1)[None, :]
         return jnp.argmin(d, axis=1).astype(jnp.int32).reshape(z.shape[:-1])
 
     def lookup(self, indices: jax.Array) -> jax.Array:

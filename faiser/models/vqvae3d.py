@@ -187,9 +187,7 @@ class Decoder3D(nnx.Module):
         cin = top
         for i in reversed(range(cfg.n_stages)):
             cout = ch[i - 1] if i > 0 else ch[0]
-            ups.append(
-                nnx.ConvTranspose(cin, cout, kernel_size=(4,) * 3, strides=(2,) * 3, padding="SAME", rngs=rngs)
-            )
+            ups.append(nnx.ConvTranspose(cin, cout, kernel_size=(4,) * 3, strides=(2,) * 3, padding="SAME", rngs=rngs))
             cin = cout
         self.ups = nnx.List(ups) if hasattr(nnx, "List") else ups
         self.out = _conv(cin, cfg.in_channels, 3, 1, rngs)
