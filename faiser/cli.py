@@ -11,11 +11,6 @@ import sys
 
 from faiser.errors import FaiserError
 
-CONTRACT_ONLY = {
-    "checkpoint_every": "--checkpoint-every",
-    "resume": "--resume",
-}
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit status 2
@@ -36,8 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output directory")
     s.add_argument("--save-every", type=int)
     s.add_argument("--vlsv-every", type=int)
-    s.add_argument("--checkpoint-every", type=int)
-    s.add_argument("--resume", action="store_true")
+    s.add_argument("--checkpoint-every", type=int, metavar="N", help="checkpoint the full state every N steps")
+    s.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint in --out")
     s.add_argument("--devices", type=int, default=None)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -51,6 +46,27 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("file", help="a .vlsv file")
     i.add_argument("--json", action="store_true", help="print the contract's JSON object")
 
+    t = sub.add_parser("train-codec", help="fit a VDF codec (pca, mlp, vqvae) on datasets or VLSV files")
+    t.add_argument("--codec", required=True, help="sparse, maxwellian, zfp, sz3, pca, mlp, vqvae")
+    t.add_argument("--data", required=True, nargs="+", help="datasets / run directories / VLSV files")
+    t.add_argument("--out", required=True, help="model directory")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="codec setting or max_vdfs/seed")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    c = sub.add_parser("compress", help="compress the VDFs of a VLSV file or dataset snapshot")
+    c.add_argument("input", help="a .vlsv file or a faiser dataset (run directory)")
+    c.add_argument("--codec", required=True, help="sparse, maxwellian, zfp, sz3, pca, mlp, vqvae")
+    c.add_argument("--model", help="model directory of a trained codec (faiser train-codec)")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="codec setting, or snapshot=I")
+    c.add_argument("--out", required=True, help="compressed file")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    d = sub.add_parser("decompress", help="decode a compressed file into a VLSV file")
+    d.add_argument("file", help="file written by faiser compress")
+    d.add_argument("--model", help="model directory of a trained codec")
+    d.add_argument("--out", required=True, help="output .vlsv file")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+
     b = sub.add_parser("bench", help="benchmarks that print JSON")
     b.add_argument("what", choices=["stepper", "codecs", "latent", "loader"])
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -63,14 +79,12 @@ def _simulate(args) -> int:
     from faiser.errors import ConfigError
     from faiser.simulation import simulate
 
-    for key, what in CONTRACT_ONLY.items():
-        if getattr(args, key):
-            raise ConfigError(f"{what} is not available yet in this version of faiser")
     if args.devices not in (None, 1):
         raise ConfigError("--devices > 1 is not available yet in this version of faiser")
     res = simulate(
         args.case, parse_overrides(args.set), args.out, args.config, progress=not args.quiet,
         save_every=args.save_every, vlsv_every=args.vlsv_every,
+        checkpoint_every=args.checkpoint_every, resume=args.resume,
     )  # fmt: skip
     t = res.timing
     print(
@@ -96,6 +110,23 @@ def _inspect(args) -> int:
 
     info = inspect_file(args.file)
     print(json.dumps(info, indent=2) if args.json else format_inspection(info))
+    return 0
+
+
+def _codec_command(args) -> int:
+    from faiser.codecs import commands
+    from faiser.config import parse_overrides
+
+    if args.command == "train-codec":
+        info = commands.train_codec(args.codec, args.data, args.out, parse_overrides(args.set), not args.quiet)
+        print(f"{info['codec']} model {info['model_id']} ({info['model_bytes']} bytes, {info['n_train_vdfs']} "
+              f"training VDFs) in {info['model_dir']}")
+    elif args.command == "compress":
+        rep = commands.compress(args.codec, args.input, args.out, args.model, parse_overrides(args.set), not args.quiet)
+        print(commands.summary(rep))
+    else:
+        rep = commands.decompress(args.file, args.out, args.model, not args.quiet)
+        print(f"{rep['file']}: {rep['n_vdfs']} VDFs decoded with {rep['codec']} in {rep['wall_s']:.2f} s")
     return 0
 
 
@@ -125,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "inspect":
             return _inspect(args)
+        if args.command in ("train-codec", "compress", "decompress"):
+            return _codec_command(args)
         if args.command == "bench":
             return _bench(args)
     except FaiserError as e:
