@@ -238,6 +238,9 @@ class Codec:
         self._check_encoded(enc)
         N = enc.n_vdfs
         m = enc.streams["moments"].data.astype(np.float64) if "moments" in enc.streams else None
+        wants = enc.settings.get("restore") or enc.settings.get("fallback") or getattr(self, "needs_moments", False)
+        if m is None and wants:
+            raise CompressedFileError("the encoded data lacks its moments stream (truncated or corrupt)")
         if m is not None and m.shape != (N, 10):
             raise CompressedFileError(f"moments stream has shape {m.shape}, expected ({N}, 10)")
         own = np.arange(N)
@@ -328,7 +331,8 @@ class Codec:
         if self.lossy and (getattr(self.settings, "restore", False) or getattr(self.settings, "fallback", False)
                            or getattr(self, "needs_moments", False)):
             streams["moments"] = Stream(m.astype(np.float32), "side")
-        return Encoded(self.name, self.settings_json, self.model_id(), mesh, tuple(f.shape), f.dtype.name, streams, meta)
+        return Encoded(self.name, self.settings_json, self.model_id(), mesh, tuple(f.shape), f.dtype.name, streams,
+                       meta)
 
     def _apply_fallback(self, f, mesh, m, enc: Encoded) -> Encoded:
         rec = self.decode(enc).astype(np.float64)

@@ -185,7 +185,9 @@ def decompress_file(
     grid = grids[0]
     cells = _undelta(grid.array("cellids"))
     variables: dict[str, np.ndarray] = {
-        n: grid.streams[n].data for n in FIELD_VARIABLES if n in grid.streams and len(grid.streams[n].data) == len(cells)
+        n: grid.streams[n].data
+        for n in FIELD_VARIABLES
+        if n in grid.streams and len(grid.streams[n].data) == len(cells)
     }
     per_pop: dict[str, list[tuple[np.ndarray, SparseBlocks, np.ndarray]]] = {}
     meshes: dict[str, VelocityMesh] = {}
