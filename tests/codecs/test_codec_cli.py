@@ -1,0 +1,127 @@
+"""`faiser train-codec / compress / decompress`: VLSV or dataset in, VLSV out, every byte counted."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from codec_data import make_vdfs
+
+from faiser.cli import main
+from faiser.codecs import get_codec, moments
+from faiser.codecs.io import compress_file
+from faiser.data.vlsv import open_vlsv
+from faiser.data.vlsv_writer import Population, write_vlsv
+
+REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "vlasiator" / "bulk.0000004.vlsv"
+
+
+@pytest.fixture(scope="module")
+def vlsv(tmp_path_factory):
+    f, mesh = make_vdfs(6, nv=16, seed=3)
+    p = tmp_path_factory.mktemp("v") / "bulk.vlsv"
+    cells = np.arange(1, 9, dtype=np.uint64)  # 8 cells, 6 with VDFs
+    write_vlsv(p, spatial={"nx": 8, "ny": 1, "nz": 1, "xmin": 0, "xmax": 8, "ymin": 0, "ymax": 1, "zmin": 0, "zmax": 1},
+               cellids=cells, populations={"proton": Population(mesh, f, vdf_cellids=cells[[0, 1, 2, 4, 5, 7]])},
+               variables={"vg_b_vol": np.tile([0.0, 0.0, 1e-9], (8, 1))}, parameters={"time": 3.5})
+    return p
+
+
+@pytest.mark.parametrize("codec,sets", [("sparse", []), ("maxwellian", []), ("zfp", ["tolerance=1e-3"]),
+                                        ("sz3", ["tolerance=1e-3"])])
+def test_compress_decompress_vlsv(vlsv, tmp_path, codec, sets, capsys):
+    out = tmp_path / "c.fz"
+    args = ["compress", str(vlsv), "--codec", codec, "--out", str(out), "--quiet"]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 0
+    line = capsys.readouterr().out
+    assert f"{out.stat().st_size} bytes" in line  # the reported size is the file's size
+    assert main(["decompress", str(out), "--out", str(tmp_path / "d.vlsv"), "--quiet"]) == 0
+    with open_vlsv(vlsv) as a, open_vlsv(tmp_path / "d.vlsv") as b:
+        np.testing.assert_array_equal(a.cellids(), b.cellids())
+        np.testing.assert_array_equal(a.cells_with_vdf("proton"), b.cells_with_vdf("proton"))
+        assert a.velocity_mesh("proton") == b.velocity_mesh("proton")
+        assert b.time == 3.5
+        np.testing.assert_allclose(b.read_variable("vg_b_vol"), a.read_variable("vg_b_vol"))
+        fa, fb = a.read_vdf("proton"), b.read_vdf("proton")
+        mesh = a.velocity_mesh("proton")
+        if codec == "sparse":
+            np.testing.assert_array_equal(fa, fb)
+        ma, mb = moments(fa, mesh), moments(fb, mesh)
+        np.testing.assert_allclose(mb[:, 0], ma[:, 0], rtol=1e-6)  # densities restored exactly
+        np.testing.assert_allclose(b.read_variable("proton/vg_rho")[[0, 1, 2, 4, 5, 7]], ma[:, 0], rtol=1e-6)
+
+
+def test_report_counts_every_byte(vlsv, tmp_path):
+    rep = compress_file(vlsv, get_codec("zfp"), tmp_path / "x.fz")
+    assert rep["file_bytes"] == (tmp_path / "x.fz").stat().st_size
+    assert rep["file_bytes"] == rep["payload_bytes"] + rep["side_bytes"] + rep["header_bytes"]
+    assert rep["n_vdfs"] == 6
+    assert rep["ratio_vs_sparse"] == pytest.approx(rep["sparse_float32_bytes"] / rep["file_bytes"])
+
+
+def test_trained_codec_from_a_dataset_applies_to_vlsv(vlsv, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["simulate", "larmor", "--set", "t_end=1", "--set", "nv=16", "--quiet", "--out", str(run),
+                 "--save-every", "1"]) == 0
+    model = tmp_path / "pca"
+    assert main(["train-codec", "--codec", "pca", "--data", str(run), "--out", str(model), "--set", "components=3",
+                 "--set", "window=8", "--quiet"]) == 0
+    info = json.loads((model / "model.json").read_text())
+    assert info["codec"] == "pca" and info["model_bytes"] == (8**3 + 3 * 8**3) * 4
+    # the dataset itself (its last snapshot, written as SI VLSV) and any VLSV file
+    for src in (run, vlsv):
+        assert main(["compress", str(src), "--codec", "pca", "--model", str(model), "--out", str(tmp_path / "p.fz"),
+                     "--quiet"]) == 0
+        assert "counting the" in capsys.readouterr().out
+        assert main(["decompress", str(tmp_path / "p.fz"), "--model", str(model), "--out", str(tmp_path / "p.vlsv"),
+                     "--quiet"]) == 0
+    # without the model, or with another one: exit 2 and one line
+    capsys.readouterr()
+    assert main(["decompress", str(tmp_path / "p.fz"), "--out", str(tmp_path / "q.vlsv")]) == 2
+    assert "--model" in capsys.readouterr().err
+    other = tmp_path / "pca2"
+    assert main(["train-codec", "--codec", "pca", "--data", str(run), "--out", str(other), "--set", "components=2",
+                 "--set", "window=8", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["decompress", str(tmp_path / "p.fz"), "--model", str(other), "--out", str(tmp_path / "q.vlsv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model" in err
+    assert not (tmp_path / "q.vlsv").exists()
+
+
+def test_bad_input_exits_2(vlsv, tmp_path, capsys):
+    out = tmp_path / "c.fz"
+    assert main(["compress", str(vlsv), "--codec", "zfp", "--out", str(out), "--quiet"]) == 0
+    cases = [
+        ["compress", str(vlsv), "--codec", "nope", "--out", str(out)],
+        ["compress", str(vlsv), "--codec", "zfp", "--set", "tolerance=x", "--out", str(out)],
+        ["compress", str(tmp_path / "missing.vlsv"), "--codec", "zfp", "--out", str(out)],
+        ["compress", str(vlsv), "--codec", "pca", "--out", str(out)],
+        ["train-codec", "--codec", "pca", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "m")],
+    ]
+    data = out.read_bytes()
+    (tmp_path / "trunc.fz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "flip.fz").write_bytes(data[:100] + bytes([data[100] ^ 1]) + data[101:])
+    cases += [["decompress", str(tmp_path / n), "--out", str(tmp_path / "x.vlsv")] for n in ("trunc.fz", "flip.fz")]
+    for args in cases:
+        capsys.readouterr()
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("faiser: error:") and err.count("\n") == 1, err
+
+
+@pytest.mark.skipif(not REAL.exists(), reason="shared Vlasiator data not present")
+def test_real_vlasiator_file_round_trip(tmp_path):
+    from faiser.codecs.io import decompress_file
+
+    rep = compress_file(REAL, get_codec("zfp", tolerance=1e-3), tmp_path / "r.fz")
+    assert rep["ratio_vs_sparse"] > 10
+    decompress_file(tmp_path / "r.fz", tmp_path / "r.vlsv")
+    with open_vlsv(REAL) as a, open_vlsv(tmp_path / "r.vlsv") as b:
+        mesh = a.velocity_mesh("proton")
+        fa, fb = a.read_vdf("proton"), b.read_vdf("proton")
+        assert np.linalg.norm(fb - fa) / np.linalg.norm(fa) < 5e-3
+        ma, mb = moments(fa, mesh), moments(fb, mesh)
+        np.testing.assert_allclose(mb[:, :4], ma[:, :4], rtol=1e-6, atol=1e-6 * np.abs(ma[:, 1:4]).max())
