@@ -1,7 +1,9 @@
 """Run a named case end to end: the public function behind ``faiser simulate``.
 
 Writes ``config.json``, ``diagnostics.csv``, ``timing.json``, ``diagnostics.png`` and
-``moments.nc`` into the output directory (see the command-line contract in DESIGN.md).
+``moments.nc`` into the output directory (see the command-line contract in DESIGN.md), and with
+``checkpoint_every`` checkpoints under ``DIR/checkpoints`` from which ``resume=True`` continues a
+killed run bit for bit.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tqdm import tqdm
 from faiser import __version__
 from faiser.atomic import atomic_path, atomic_write_text
 from faiser.config import apply_overrides, load_json, to_json
-from faiser.errors import ConfigError, DatasetError, NumericalError
+from faiser.errors import CheckpointError, ConfigError, DatasetError, NumericalError
 from faiser.vlasov.cases import Case, build_case, default_config
 from faiser.vlasov.diagnostics import cell_diagnostics, timeseries_to_xarray, to_xarray, write_csv
 
@@ -90,6 +92,8 @@ def simulate(
     progress: bool = True,
     save_every: int | None = None,
     vlsv_every: int | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> SimulationResult:
     """Run case ``case`` with ``overrides`` and write the outputs into ``out_dir`` (if given).
 
@@ -98,22 +102,48 @@ def simulate(
     VLSV files ``out_dir/vlsv/bulk.NNNNNNN.vlsv`` in SI units (t = 0, every N steps and the last
     state; VDFs of every ``vdf_stride``-th cell).
 
+    ``checkpoint_every=N`` saves the full state (every field of the State pytree, ``aux``
+    included), the diagnostics rows so far and the output counters under
+    ``out_dir/checkpoints`` every N steps (async, atomic, the 3 newest kept; see
+    :mod:`faiser.train.checkpoint`). Checkpoint steps are stops of the compiled step chunks like
+    the output steps, so a run with checkpoints is bit-identical to itself killed and resumed
+    (the chunking changes the last bits against a run without them: the inner half translations
+    of :meth:`~faiser.vlasov.stepper.Stepper.multi_step` are merged only within a chunk).
+    ``resume=True`` continues from the newest valid checkpoint in ``out_dir`` (an incomplete
+    newest one is skipped with a warning): it needs the same case, config and ``save_every`` /
+    ``vlsv_every`` (``checkpoint_every`` defaults to the checkpoint's), keeps the diagnostics
+    rows, dataset snapshots and VLSV files up to the checkpoint's step, drops later ones and
+    carries on as if the run had never stopped.
+
     Returns a :class:`SimulationResult` whose ``diagnostics`` is an xarray Dataset indexed by time.
     Raises :class:`~faiser.errors.ConfigError`, :class:`~faiser.errors.TimeStepError` or
-    :class:`~faiser.errors.InitialConditionError` on bad input and
-    :class:`~faiser.errors.NumericalError` if the state stops being finite.
+    :class:`~faiser.errors.InitialConditionError` on bad input,
+    :class:`~faiser.errors.CheckpointError` if ``resume`` finds no valid checkpoint, a tampered
+    one, or one of a different run, and :class:`~faiser.errors.NumericalError` if the state
+    stops being finite.
     """
     cfg = resolve_config(case, overrides, config_file)
     built = build_case(case, cfg)
     stepper, state = built.stepper, built.state
     out = Path(out_dir) if out_dir is not None else None
-    for name, n in (("save_every", save_every), ("vlsv_every", vlsv_every)):
+    for name, n in (("save_every", save_every), ("vlsv_every", vlsv_every), ("checkpoint_every", checkpoint_every)):
         if n is not None and n < 1:
             raise ConfigError(f"{name} must be >= 1, got {n}")
         if n is not None and out is None:
             raise ConfigError(f"{name} needs an output directory")
-    if save_every and (out / "snapshots" / "zarr.json").exists():  # refuse before touching the old run
+    if resume and out is None:
+        raise ConfigError("resume needs an output directory")
+    outputs = {"save_every": save_every, "vlsv_every": vlsv_every, "checkpoint_every": checkpoint_every}
+    store, resumed = None, None
+    if resume:  # refuse before touching the old run
+        store, resumed = _resume_from(out / "checkpoints", case, cfg, outputs, state)
+        checkpoint_every = outputs["checkpoint_every"] = resumed.meta["outputs"]["checkpoint_every"]
+    elif save_every and (out / "snapshots" / "zarr.json").exists():  # refuse before touching the old run
         raise DatasetError(f"{out / 'snapshots'} already holds a dataset; choose another output directory")
+    elif checkpoint_every and _has_checkpoints(out / "checkpoints"):
+        raise CheckpointError(
+            f"{out / 'checkpoints'} already holds checkpoints; resume with --resume or choose another output directory"
+        )
     meta = {
         "case": case,
         "config": to_json(cfg),
@@ -136,8 +166,20 @@ def simulate(
         atomic_write_text(out / "config.json", json.dumps(meta, indent=2))
 
     n_steps = built.n_steps
-    plan = output_plan(n_steps, cfg.diag_every, save_every, vlsv_every)
-    writer = _dataset_writer(built, meta, out / "snapshots", len(plan["save"]), state) if save_every else None
+    plan = output_plan(n_steps, cfg.diag_every, save_every, vlsv_every, checkpoint_every)
+    start = resumed.step if resumed else 0
+    if resumed:
+        stops = {0, *np.cumsum(plan["chunks"]).tolist()}
+        if start not in stops or resumed.meta.get("n_steps") != n_steps:
+            raise CheckpointError(f"checkpoint step {start} does not fit this run's plan of {n_steps} steps")
+        store.prune_after(start)
+    elif checkpoint_every:
+        store = _checkpoint_store(out / "checkpoints")
+    todo = [n for n, s in zip(plan["chunks"], np.cumsum(plan["chunks"]).tolist()) if s > start]
+    if resumed and save_every:
+        writer = _reopen_dataset(out / "snapshots", resumed.meta["n_saved"], len(plan["save"]))
+    else:
+        writer = _dataset_writer(built, meta, out / "snapshots", len(plan["save"]), state) if save_every else None
     vlsv_dir = None
     if vlsv_every:
         vlsv_dir = out / "vlsv"
@@ -146,17 +188,23 @@ def simulate(
     t0 = time.perf_counter()
     diag_fn = jax.jit(stepper.diagnostics).lower(state).compile()
     snap_fn = jax.jit(lambda st: _cell_moments(built, st)).lower(state).compile() if writer else None
-    chunks = {n: _compile_chunk(stepper, state, n) for n in sorted(set(plan["chunks"]))}
+    chunks = {n: _compile_chunk(stepper, state, n) for n in sorted(set(todo))}
     compile_s = time.perf_counter() - t0
 
     probe_fn, snapshots = (jax.jit(built.probe) if built.probe else None), []
-    records = [_probe_row(probe_fn, state, _row(diag_fn(state)), snapshots)]
     wall = 0.0
     n_vlsv = 0
-    bar = tqdm(total=n_steps, desc=f"simulate {case}", unit="step", disable=not progress)
+    if resumed:
+        state, records, snapshots = resumed.state, resumed.records, resumed.probe
+        wall, n_vlsv = float(resumed.meta["wall_s"]), int(resumed.meta["n_vlsv"])
+        if vlsv_dir is not None:
+            _drop_vlsv_from(vlsv_dir, n_vlsv)
+    else:
+        records = [_probe_row(probe_fn, state, _row(diag_fn(state)), snapshots)]
+    bar = tqdm(total=n_steps, initial=start, desc=f"simulate {case}", unit="step", disable=not progress)
     try:
-        step = 0
-        for n in [0, *plan["chunks"]]:
+        step = start
+        for n in todo if resumed else [0, *plan["chunks"]]:
             if n:
                 t1 = time.perf_counter()
                 state = chunks[n](state)
@@ -174,14 +222,28 @@ def simulate(
             if vlsv_dir is not None and step in plan["vlsv"]:
                 _write_vlsv(vlsv_dir / f"bulk.{n_vlsv:07d}.vlsv", built, state, meta)
                 n_vlsv += 1
+            if store is not None and step in plan["checkpoint"]:  # after this step's outputs
+                if writer is not None:
+                    writer.flush()  # the checkpoint counts only committed snapshots
+                ck_meta = {
+                    "case": case, "config": meta["config"], "outputs": outputs, "n_steps": n_steps,
+                    "dt": float(stepper.dt), "n_saved": writer.count if writer else 0, "n_vlsv": n_vlsv,
+                    "wall_s": wall,
+                }  # fmt: skip
+                _save_checkpoint(store, step, state, records, snapshots, ck_meta)
+                write_csv(records, out / "diagnostics.csv", CSV_COLUMNS)  # rows up to the checkpoint
     except BaseException:
         if writer is not None:
             writer.close(complete=False)
+        if store is not None:
+            store.close()
         raise
     finally:
         bar.close()
     if writer is not None:
         writer.close(complete=True)
+    if store is not None:
+        store.close()
     timing = {
         "wall_s": wall,
         "compile_s": compile_s,
@@ -192,6 +254,7 @@ def simulate(
         "cell_updates_per_s": built.grid.num_cells * n_steps / wall if wall > 0 else None,
         "snapshots": len(plan["save"]) if writer else 0,
         "vlsv_files": n_vlsv,
+        "resumed_from_step": start if resumed else None,
     }
     ds = timeseries_to_xarray(records)
     if out is not None:
@@ -213,12 +276,15 @@ def _probe_row(probe_fn, state, row: dict, snapshots: list) -> dict:
     return row
 
 
-def output_plan(n_steps: int, diag_every: int, save_every: int | None, vlsv_every: int | None) -> dict:
+def output_plan(
+    n_steps: int, diag_every: int, save_every: int | None, vlsv_every: int | None, checkpoint_every: int | None = None
+) -> dict:
     """Steps at which a run stops for outputs.
 
-    Returns ``{"chunks": [n1, n2, ...], "diag": set, "save": list, "vlsv": list}``: the lengths of
-    the compiled step chunks between stops, and the steps of the diagnostics rows, dataset
-    snapshots and VLSV files (each includes step 0 and the last step).
+    Returns ``{"chunks": [n1, n2, ...], "diag": set, "save": list, "vlsv": list, "checkpoint":
+    list}``: the lengths of the compiled step chunks between stops, and the steps of the
+    diagnostics rows, dataset snapshots and VLSV files (each includes step 0 and the last step)
+    and of the checkpoints (every ``checkpoint_every`` steps, excluding 0 and the last step).
     """
 
     def at(every):
@@ -228,9 +294,136 @@ def output_plan(n_steps: int, diag_every: int, save_every: int | None, vlsv_ever
 
     diag = set(at(diag_every))
     save, vlsv = at(save_every), at(vlsv_every)
-    stops = sorted(diag | set(save) | set(vlsv))
+    checkpoint = list(range(checkpoint_every, n_steps, checkpoint_every)) if checkpoint_every else []
+    stops = sorted(diag | set(save) | set(vlsv) | set(checkpoint))
     chunks = [b - a for a, b in zip(stops, stops[1:])]
-    return {"chunks": chunks, "diag": diag, "save": save, "vlsv": vlsv}
+    return {"chunks": chunks, "diag": diag, "save": save, "vlsv": vlsv, "checkpoint": checkpoint}
+
+
+# -- checkpoints and resume ------------------------------------------------------------------
+# A simulation checkpoint is a faiser.train.checkpoint step whose tree is
+#   {"state": {"f": [f per species], "E", "B", "time", "step", "mass_lost", "aux": {..}},
+#    "records": (rows, columns) float64 diagnostics so far, "probe": {"<i>": {name: array}}}
+# and whose metadata holds the case, resolved config, output options, n_steps, dt, the record
+# columns and probe times, the output counters (n_saved dataset snapshots, n_vlsv files) and the
+# stepping wall time so far. orbax is imported only when checkpoints are used.
+
+CHECKPOINT_KIND = "faiser-simulation"
+
+
+@dataclasses.dataclass
+class _Resumed:
+    step: int
+    state: object
+    records: list
+    probe: list
+    meta: dict
+
+
+def _checkpoint_store(path: Path, create: bool = True):
+    from faiser.train.checkpoint import CheckpointStore
+
+    return CheckpointStore(path, keep=3, async_=True, create=create)
+
+
+def _has_checkpoints(path: Path) -> bool:
+    return path.is_dir() and any(p.name.isdigit() for p in path.iterdir())
+
+
+def _save_checkpoint(store, step: int, state, records: list, probe: list, meta: dict) -> None:
+    host = jax.device_get(state)
+    tree_state = {"f": list(host.f), "E": host.E, "B": host.B, "time": host.time, "step": host.step,
+                  "mass_lost": host.mass_lost}  # fmt: skip
+    if host.aux:
+        tree_state["aux"] = dict(host.aux)
+    keys = list(records[0])
+    tree = {"state": tree_state, "records": np.array([[r[k] for k in keys] for r in records], np.float64)}
+    if probe:
+        tree["probe"] = {str(i): {k: v for k, v in p.items() if k != "time"} for i, p in enumerate(probe)}
+    meta = {"kind": CHECKPOINT_KIND, **meta, "record_keys": keys, "probe_times": [p["time"] for p in probe]}
+    store.save(step, tree, meta)
+
+
+def _config_diff(a: dict, b: dict) -> list[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def _resume_from(path: Path, case: str, cfg, outputs: dict, like) -> tuple[object, _Resumed]:
+    """Open the checkpoints under ``path``, restore the newest valid one and check that it belongs
+    to this run (case, config, output options). Fills ``outputs["checkpoint_every"]`` if None."""
+    from faiser.vlasov.state import State
+
+    if not _has_checkpoints(path):
+        raise CheckpointError(f"no checkpoint in {path}; run without --resume")
+    store = _checkpoint_store(path, create=False)
+    try:
+        tree, meta = store.restore()
+        if meta.get("kind") != CHECKPOINT_KIND:
+            raise CheckpointError(f"{path} holds no simulation checkpoint")
+        if meta.get("case") != case:
+            raise CheckpointError(f"the checkpoint in {path} is of case {meta.get('case')!r}, not {case!r}")
+        diff = _config_diff(meta.get("config", {}), to_json(cfg))
+        if diff:
+            raise CheckpointError(
+                f"the config differs from the checkpoint's in {', '.join(diff)}; resume with the same settings"
+            )
+        saved = meta.get("outputs", {})
+        for key, value in outputs.items():
+            if value is None and key == "checkpoint_every":
+                continue
+            if value != saved.get(key):
+                raise CheckpointError(
+                    f"{key} is {value}, the checkpointed run used {saved.get(key)}; resume with the same options"
+                )
+        st = tree["state"]
+        state = State(
+            f=tuple(st["f"]), E=st["E"], B=st["B"], time=st["time"], step=st["step"], mass_lost=st["mass_lost"],
+            aux=dict(st.get("aux", {})),
+        )  # fmt: skip
+        if jax.tree_util.tree_structure(state) != jax.tree_util.tree_structure(like) or any(
+            np.shape(a) != np.shape(b) or np.dtype(a.dtype) != np.dtype(b.dtype)
+            for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(like))
+        ):
+            raise CheckpointError(f"the state in the checkpoint in {path} does not match the case's state")
+        state = jax.tree_util.tree_map(
+            lambda a, b: jax.device_put(np.asarray(a), getattr(b, "sharding", None)), state, like
+        )
+        keys = meta["record_keys"]
+        records = [
+            {k: (int(v) if k == "step" else float(v)) for k, v in zip(keys, row)} for row in np.asarray(tree["records"])
+        ]
+        probe_tree = tree.get("probe", {})
+        probe = [
+            {"time": t, **{k: np.asarray(v) for k, v in probe_tree[str(i)].items()}}
+            for i, t in enumerate(meta.get("probe_times", []))
+        ]
+    except CheckpointError:
+        store.close()
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        store.close()
+        raise CheckpointError(f"malformed simulation checkpoint in {path}: {e}") from e
+    return store, _Resumed(int(meta["step"]), state, records, probe, meta)
+
+
+def _reopen_dataset(path: Path, keep: int, capacity: int):
+    from faiser.data.dataset import DatasetWriter
+
+    writer = DatasetWriter.reopen(path, keep)
+    if writer.capacity != capacity:
+        writer.close(complete=False)
+        raise CheckpointError(f"{path} was allocated for {writer.capacity} snapshots, this run needs {capacity}")
+    return writer
+
+
+def _drop_vlsv_from(vlsv_dir: Path, n: int) -> None:
+    """Remove VLSV files numbered ``n`` and later (written after the checkpoint a run resumes from)."""
+    for p in vlsv_dir.glob("bulk.*.vlsv"):
+        index = p.name.split(".")[1]
+        if index.isdigit() and int(index) >= n:
+            p.unlink()
+    for p in vlsv_dir.glob(".bulk.*.tmp"):  # a write the kill interrupted (see faiser.atomic)
+        p.unlink()
 
 
 def _cell_moments(case: Case, state) -> list[dict]:

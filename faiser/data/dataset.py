@@ -71,7 +71,8 @@ class DatasetWriter:
     """Append snapshots of one run to a zarr store; see the module docstring for the layout.
 
     Args:
-      path: directory of the store (created; must not already hold a store unless ``resume``).
+      path: directory of the store (created; must not already hold a store; :meth:`reopen`
+        continues an existing one).
       grid: the phase-space grid.
       species: kinetic species, one f array each (names must be unique).
       capacity: number of snapshots to allocate (a run writes at most this many).
@@ -148,6 +149,9 @@ class DatasetWriter:
         self._root = root
         self._times: list[float] = []
         self._steps: list[int] = []
+        self._start(background)
+
+    def _start(self, background: bool) -> None:
         self._error: BaseException | None = None
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
@@ -155,6 +159,39 @@ class DatasetWriter:
             self._queue = queue.Queue(maxsize=2)
             self._thread = threading.Thread(target=self._worker, name="faiser-dataset-writer", daemon=True)
             self._thread.start()
+
+    @classmethod
+    def reopen(cls, path: str | Path, keep: int, background: bool = True) -> DatasetWriter:
+        """Continue an existing store (a run resumed from a checkpoint): keep its first ``keep``
+        committed snapshots and append after them.
+
+        The commit marker ``n_snapshots`` is set to ``keep`` (and ``complete`` to False) first, so
+        snapshots a killed run wrote after its checkpoint disappear at once; the next appends
+        overwrite them. Raises :class:`~faiser.errors.DatasetError` if ``path`` holds no dataset
+        or fewer than ``keep`` committed snapshots.
+        """
+        ds = Dataset(path)
+        if not 0 <= keep <= len(ds):
+            raise DatasetError(f"{ds.path} holds {len(ds)} committed snapshots; cannot continue after {keep}")
+        self = cls.__new__(cls)
+        self.path, self.grid, self.species = ds.path, ds.grid, ds.species
+        try:
+            self.capacity = int(ds.attrs["capacity"])
+            root = zarr.open_group(str(self.path), mode="r+")
+            self._aux_names = tuple(sorted(root["aux"].array_keys())) if "aux" in root else ()
+            names = ["time", "step", "E", "B", *(f"aux/{n}" for n in self._aux_names)]
+            for sp in self.species:
+                names += [f"f/{sp.name}", *(f"moments/{sp.name}/{m}" for m in MOMENT_NAMES)]
+            self._arrays = {name: root[name] for name in names}
+        except (KeyError, TypeError, ValueError) as e:
+            raise DatasetError(f"{ds.path}: cannot continue this dataset ({e})") from e
+        self._times = [float(t) for t in ds.times[:keep]]
+        self._steps = [int(s) for s in ds.steps[:keep]]
+        root.attrs.update({"n_snapshots": int(keep), "complete": False})
+        self._root = root
+        self.count = int(keep)
+        self._start(background)
+        return self
 
     def append(
         self, time: float, step: int, f: Sequence, E, B, moments: Sequence[dict] | None = None, aux: dict | None = None

@@ -163,7 +163,10 @@ class CheckpointStore:
             raise CheckpointError(f"{self.directory} is not a directory")
         self.keep = keep
         self.async_ = bool(async_)
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create, enable_async_checkpointing=self.async_)
+        kwargs = {"max_to_keep": keep, "create": create, "enable_async_checkpointing": self.async_}
+        if "cleanup_tmp_directories" in getattr(ocp.CheckpointManagerOptions, "__dataclass_fields__", {}):
+            kwargs["cleanup_tmp_directories"] = True  # leftovers of a save killed midway
+        options = ocp.CheckpointManagerOptions(**kwargs)
         try:
             self._mgr = ocp.CheckpointManager(self.directory, options=options, item_names=(_STATE, _META))
         except Exception as e:  # orbax raises several types for an unusable folder
@@ -249,6 +252,14 @@ class CheckpointStore:
             self._mgr.delete(int(step))
         except Exception as e:
             raise CheckpointError(f"cannot delete checkpoint step {step} in {self.directory}: {e}") from e
+
+    def prune_after(self, step: int) -> list[int]:
+        """Delete every step newer than ``step`` (a run resuming from ``step`` rewrites them);
+        returns the deleted steps."""
+        newer = [s for s in self.steps() if s > int(step)]
+        for s in newer:
+            self.delete(s)
+        return newer
 
     # -- checking and restoring -------------------------------------------------------------
     def check_files(self, step: int) -> bool:
