@@ -1,7 +1,7 @@
 """PCA codec: principal components of VDFs in thermal windows, exact or incremental.
 
-Each VDF is resampled conservatively onto a window of ``n^3`` cells centred on its bulk velocity and
-spanning ``+- width`` thermal speeds per axis (:mod:`faiser.codecs.windows`), made dimensionless
+Each VDF is cut to a window of ``n^3`` cells around its bulk velocity (``window_mode=crop``: mesh
+cells, exact; ``thermal``: ``+- width`` thermal speeds, resampled; :mod:`faiser.codecs.windows`), made dimensionless
 (``f s_x s_y s_z / n``, so Maxwellians of any density and temperature look alike), and projected on
 ``k`` principal components learned from training VDFs. Stored per VDF: ``k`` coefficients
 (float16 or float32, ``payload``) and the moments (``side``, which place the window and drive the
@@ -20,17 +20,19 @@ import numpy as np
 from faiser.codecs.base import Codec, LossySettings
 from faiser.codecs.container import Stream
 from faiser.codecs.moments import thermal_speeds
-from faiser.codecs.windows import from_window, thermal_edges, to_window
+from faiser.codecs.windows import from_window, to_window, window_edges
 from faiser.errors import CodecError, CompressedFileError
 
 
 @dataclasses.dataclass(frozen=True)
 class PcaSettings(LossySettings):
-    """``window``: cells per axis; ``width``: half-width in thermal speeds; ``components``: k;
-    ``coef_dtype``: float16 | float32; ``incremental``/``batch``: batch-wise fit."""
+    """``window``: cells per axis; ``window_mode``: ``crop`` (mesh cells around V, exact) or ``thermal``
+    (``+- width`` thermal speeds, resampled); ``components``: k; ``coef_dtype``: float16 | float32;
+    ``incremental``/``batch``: batch-wise fit."""
 
     fallback: bool = True
     window: int = 16
+    window_mode: str = "crop"
     width: float = 4.0
     components: int = 16
     coef_dtype: str = "float16"
@@ -42,21 +44,23 @@ class PcaSettings(LossySettings):
             raise ValueError("window >= 2, components >= 1, width > 0 and batch >= 1 are required")
         if self.coef_dtype not in ("float16", "float32"):
             raise ValueError("coef_dtype must be float16 or float32")
+        if self.window_mode not in ("crop", "thermal"):
+            raise ValueError("window_mode must be crop or thermal")
 
 
-def window_features(f: np.ndarray, mesh, m: np.ndarray, n: int, width: float) -> np.ndarray:
-    """Dimensionless window VDFs ``(N, n, n, n)``: ``f s_x s_y s_z / n`` on the thermal window."""
-    w = to_window(f, mesh, thermal_edges(m, mesh, n, width))
+def window_features(f: np.ndarray, mesh, m: np.ndarray, n: int, width: float, mode: str = "thermal") -> np.ndarray:
+    """Dimensionless window VDFs ``(N, n, n, n)``: ``f s_x s_y s_z / n`` on the window (see windows.py)."""
+    w = to_window(f, mesh, window_edges(m, mesh, n, width, mode))
     s = thermal_speeds(m, mesh)
     scale = np.prod(s, axis=1) / np.where(m[:, 0] > 0, m[:, 0], 1.0)
     return w * scale[:, None, None, None]
 
 
-def window_to_mesh(w: np.ndarray, mesh, m: np.ndarray, width: float) -> np.ndarray:
+def window_to_mesh(w: np.ndarray, mesh, m: np.ndarray, width: float, mode: str = "thermal") -> np.ndarray:
     """Inverse of :func:`window_features`: dimensionless windows back to VDFs on ``mesh``."""
     s = thermal_speeds(m, mesh)
     scale = np.where(m[:, 0] > 0, m[:, 0], 0.0) / np.prod(s, axis=1)
-    edges = thermal_edges(m, mesh, w.shape[1], width)
+    edges = window_edges(m, mesh, w.shape[1], width, mode)
     return from_window(np.maximum(w, 0.0) * scale[:, None, None, None], mesh, edges)
 
 
@@ -77,7 +81,7 @@ class PcaCodec(Codec):
 
     def _features(self, f, mesh, m):
         st = self.settings
-        return window_features(f, mesh, m, st.window, st.width).reshape(f.shape[0], -1)
+        return window_features(f, mesh, m, st.window, st.width, st.window_mode).reshape(f.shape[0], -1)
 
     def _fit(self, f, mesh, m, progress):
         st = self.settings
@@ -126,7 +130,7 @@ class PcaCodec(Codec):
             raise CompressedFileError(f"pca coefficients have the wrong shape ({None if coef is None else coef.shape})")
         n = self.settings.window
         w = (self.mean + coef @ self.components).reshape(-1, n, n, n)
-        return window_to_mesh(w, enc.mesh, m, self.settings.width)
+        return window_to_mesh(w, enc.mesh, m, self.settings.width, self.settings.window_mode)
 
     def model_arrays(self):
         if self.components is None:
