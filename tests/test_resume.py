@@ -152,3 +152,30 @@ def test_checkpoints_hold_no_pickles(reference):
         handlers = json.loads(meta.read_text())["item_handlers"]
         assert "JsonCheckpointHandler" in handlers["meta"]
         assert "StandardCheckpointHandler" in handlers["state"] or "PyTree" in handlers["state"]
+
+
+def test_dataset_reopen_keeps_k_snapshots_and_continues(tmp_path):
+    from faiser.data.dataset import DatasetWriter
+    from faiser.errors import DatasetError
+    from faiser.grid import PhaseSpaceGrid
+    from faiser.vlasov.state import PROTON
+
+    grid = PhaseSpaceGrid.make_1d3v(4, 1.0, 4, 3.0)
+    E = np.zeros((*grid.nx, 3), np.float32)
+
+    def f(i):
+        return np.full(grid.shape, float(i), np.float32)
+
+    with DatasetWriter(tmp_path / "d", grid, (PROTON,), capacity=4, background=False) as w:
+        for i in range(3):
+            w.append(0.1 * i, i, [f(i)], E, E)
+    with pytest.raises(DatasetError, match="cannot continue after 5"):
+        DatasetWriter.reopen(tmp_path / "d", 5)
+    w = DatasetWriter.reopen(tmp_path / "d", 1)
+    assert len(open_dataset(tmp_path / "d")) == 1 and not open_dataset(tmp_path / "d").complete
+    for i in (7, 8, 9):
+        w.append(0.1 * i, i, [f(i)], E, E)
+    w.close()
+    ds = open_dataset(tmp_path / "d")
+    assert ds.complete and ds.steps.tolist() == [0, 7, 8, 9]
+    np.testing.assert_array_equal(ds.f(time=slice(None))[:, 0, 0, 0, 0, 0, 0], [0, 7, 8, 9])

@@ -16,7 +16,9 @@ Layout of a store (``DIR/snapshots`` for ``faiser simulate --save-every N``)::
 Arrays are allocated for ``capacity`` snapshots up front. A snapshot is committed by rewriting
 the group attribute ``n_snapshots`` (zarr writes metadata files atomically) only after every array
 of that snapshot is on disk, so a run killed at any moment (even with SIGKILL) leaves a store whose
-first ``n_snapshots`` entries are complete; readers never look past that count.
+first ``n_snapshots`` entries are complete; readers never look past that count. A run resumed
+from a checkpoint continues the store with :meth:`DatasetWriter.reopen`, which first sets
+``n_snapshots`` back to the checkpoint's count (later snapshots are then overwritten).
 
 Everything is in the normalized units of the case (``units`` holds the SI factors).
 """
