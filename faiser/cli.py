@@ -134,6 +134,12 @@ def _bench(args) -> int:
     from faiser.config import parse_overrides
     from faiser.errors import ConfigError
 
+    if args.what == "codecs":
+        from faiser.codecs.bench import bench_codecs
+
+        doc = bench_codecs(args.out, parse_overrides(args.set))
+        print(f"bench codecs: {len(doc['results'])} results over {len(doc['sets'])} VDF sets in {args.out}")
+        return 0
     if args.what == "loader":
         from faiser.bench import bench_loader
 

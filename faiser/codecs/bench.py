@@ -1,0 +1,255 @@
+"""``faiser bench codecs``: every codec on shock and KHI VDFs (near- and non-Maxwellian) and VLSV files.
+
+For each VDF set and codec setting it records the stored bytes (everything but the shared file
+header), the ratio against Vlasiator's sparse float32 storage of the same VDFs (payload only, and
+with the model amortized over ``amortize`` VDFs), the errors of :func:`faiser.codecs.metrics.evaluate`
+and encode / decode throughput in MB/s of raw float32 f; it writes the JSON and a rate-distortion
+plot (ratio vs relative L2, one line per codec, one panel per set).
+
+Simulation sets: the last state of a short ``shock`` and ``khi`` run (3V meshes), thresholded with
+Vlasiator's block sparsity (``sparse_rel`` times the largest f of the run) so the reference is what
+Vlasiator would store; split into near-Maxwellian (``eps_M < eps_split``) and non-Maxwellian VDFs.
+Trainable codecs are fitted on a random half of a set and evaluated on the other half (the held-out
+VDFs are the ones every codec is measured on).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faiser.atomic import atomic_write_text
+from faiser.codecs.container import to_bytes
+from faiser.codecs.metrics import eps_m, evaluate
+from faiser.codecs.moments import maxwellian, moments
+from faiser.codecs.reference import sparse_nbytes
+from faiser.codecs.registry import get_codec
+from faiser.data.sparse_blocks import VelocityMesh, dense_to_sparse, sparse_to_dense
+from faiser.errors import ConfigError
+
+DEFAULTS: dict[str, Any] = {
+    "cases": "shock,khi",
+    "vlsv": "",
+    "codecs": "maxwellian,zfp,sz3,pca,mlp,vqvae",
+    "zfp_tolerance": "1e-2,1e-3,1e-4",
+    "sz3_tolerance": "3e-3,1e-3,3e-4",
+    "pca_components": "4,16,32",
+    "mlp_hidden": "8,16",
+    "vqvae_codebook": "256",
+    "window": 16,
+    "max_vdfs": 400,
+    "eps_split": 0.1,
+    "sparse_rel": 1e-4,
+    "amortize": 1e5,
+    "seed": 0,
+    "shock": "t_end=20",
+    "khi": "nx=12,ny=12,nv=24,nv_z=0,t_end=60",
+    "vqvae_steps": 600,
+    "mlp_steps": 300,
+}
+
+
+def _floats(s) -> list[float]:
+    return [float(x) for x in str(s).split(",") if str(x).strip()]
+
+
+def _ints(s) -> list[int]:
+    return [int(float(x)) for x in str(s).split(",") if str(x).strip()]
+
+
+def _kv(s: str) -> dict[str, str]:
+    out = {}
+    for item in filter(None, str(s).replace(";", ",").split(",")):
+        if "=" not in item:
+            raise ConfigError(f"expected KEY=VALUE in {s!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _simulated_set(case: str, overrides: dict[str, str], sparse_rel: float):
+    from faiser.simulation import simulate
+
+    res = simulate(case, overrides, None, progress=False)
+    g = res.grid
+    if min(g.nv) < 4:
+        raise ConfigError(f"bench codecs needs 3V meshes; {case} has nv={g.nv} (set nv_z=0 for khi)")
+    f = np.asarray(res.state.f[0], dtype=np.float32).reshape(-1, *g.nv)
+    B = np.broadcast_to(np.asarray(res.state.B, dtype=np.float64), (*g.nx, 3)).reshape(-1, 3)
+    mesh = VelocityMesh(g.nv, g.v_min, g.v_max)
+    return _vlasiator_sparsity(f, mesh, sparse_rel), mesh, B
+
+
+def _vlasiator_sparsity(f: np.ndarray, mesh: VelocityMesh, sparse_rel: float) -> np.ndarray:
+    """What Vlasiator stores: blocks with a cell >= threshold plus neighbours; the rest is 0."""
+    if sparse_rel <= 0:
+        return np.maximum(f, 0)
+    sb = dense_to_sparse(np.maximum(f, 0), mesh, sparse_rel * float(f.max()), dtype=np.float32)
+    return sparse_to_dense(sb, dtype=np.float32)
+
+
+def _vlsv_set(path: str) -> tuple[np.ndarray, VelocityMesh, np.ndarray | None]:
+    from faiser.data.vlsv_reader import open_vlsv
+
+    with open_vlsv(path) as vf:
+        pop = vf.populations[0]
+        cells = vf.cells_with_vdf(pop)
+        f = vf.read_vdf(pop, cells, dtype=np.float32)
+        B = vf.read_variable("vg_b_vol", cells) if "vg_b_vol" in vf.variables else None
+        return f, vf.velocity_mesh(pop), B
+
+
+def _configs(names: list[str], s: dict[str, Any], nv: int) -> list[tuple[str, str, dict[str, Any]]]:
+    w = int(min(s["window"], max(4, nv)))
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    for name in names:
+        if name == "maxwellian":
+            out.append(("maxwellian", "maxwellian", {}))
+        elif name in ("zfp", "sz3"):
+            for t in _floats(s[f"{name}_tolerance"]):
+                out.append((f"{name} tol={t:g}", name, {"tolerance": t}))
+        elif name == "pca":
+            for k in _ints(s["pca_components"]):
+                out.append((f"pca k={k}", "pca", {"components": k, "window": w}))
+        elif name == "mlp":
+            for h in _ints(s["mlp_hidden"]):
+                out.append((f"mlp h={h}", "mlp", {"hidden": h, "window": w, "steps": int(s["mlp_steps"])}))
+        elif name == "vqvae":
+            vw = 32 if w > 16 else 16
+            for k in _ints(s["vqvae_codebook"]):
+                kw = {"codebook_size": k, "window": vw, "steps": int(s["vqvae_steps"])}
+                out.append((f"vqvae K={k}", "vqvae", kw))
+        elif name != "sparse":
+            raise ConfigError(f"unknown codec {name!r} in codecs")
+    return out
+
+
+def _run_one(label, name, settings, train, test, mesh, B, fm, sparse_per_vdf, s) -> dict[str, Any]:
+    codec = get_codec(name, settings)
+    t_fit = 0.0
+    if codec.trainable:
+        t0 = time.perf_counter()
+        codec.fit(train, mesh)
+        t_fit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    enc = codec.encode(test, mesh)
+    t_enc = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rec = codec.decode(enc)
+    t_dec = time.perf_counter() - t0
+    data, counts = to_bytes({}, [enc.section()])
+    stored = counts["payload"] + counts["side"]  # the file header is shared by a whole file: left out
+    n = len(test)
+    per = stored / n
+    model = codec.model_bytes()
+    raw_mb = test.size * 4 / 1e6
+    row = {
+        "label": label, "codec": name, "settings": codec.settings_json, "n_vdfs": n,
+        "bytes_per_vdf": per, "payload_bytes": counts["payload"], "side_bytes": counts["side"], "model_bytes": model,
+        "ratio_vs_sparse": sparse_per_vdf / per if per else None,
+        "ratio_vs_sparse_with_model": sparse_per_vdf / (per + model / float(s["amortize"])) if per else None,
+        "ratio_vs_dense": test[0].size * 4 / per if per else None,
+        "encode_MBps": raw_mb / max(t_enc, 1e-9), "decode_MBps": raw_mb / max(t_dec, 1e-9), "fit_s": t_fit,
+    }
+    if "fallback" in enc.streams:
+        row["fallback_fraction"] = float(np.unpackbits(enc.streams["fallback"].data, count=n).mean())
+    row.update(evaluate(test, rec, mesh, B, fm))
+    return row
+
+
+def bench_codecs(out: str | os.PathLike, overrides: dict[str, Any] | None = None, progress: bool = True) -> dict:
+    """Run the codec benchmark; writes ``out`` (JSON) and ``<out stem>_rd.png``; returns the JSON object."""
+    s = dict(DEFAULTS)
+    for k, v in (overrides or {}).items():
+        if k not in DEFAULTS:
+            raise ConfigError(f"unknown bench codecs key {k!r} (known: {', '.join(DEFAULTS)})")
+        s[k] = v
+    rng = np.random.default_rng(int(s["seed"]))
+    names = [c.strip() for c in str(s["codecs"]).split(",") if c.strip()]
+    sets: dict[str, tuple] = {}
+    for case in filter(None, (c.strip() for c in str(s["cases"]).split(","))):
+        if case not in ("shock", "khi"):
+            raise ConfigError(f"bench codecs cases are shock and khi, not {case!r}")
+        f, mesh, B = _simulated_set(case, _kv(s[case]), float(s["sparse_rel"]))
+        keep = f.reshape(len(f), -1).sum(axis=1) > 0
+        f, B = f[keep], B[keep]
+        e = eps_m(f, mesh)
+        split = float(s["eps_split"])
+        for tag, sel in (("near_maxwellian", e < split), ("non_maxwellian", e >= split)):
+            if sel.sum() >= 4:
+                sets[f"{case}/{tag}"] = (f[sel], mesh, B[sel], e[sel])
+    for p in filter(None, (x.strip() for x in str(s["vlsv"]).split(";"))):
+        f, mesh, B = _vlsv_set(p)
+        sets[f"vlsv:{Path(p).name}"] = (f, mesh, B, eps_m(f, mesh))
+    if not sets:
+        raise ConfigError("no VDF set to benchmark (check cases, vlsv and eps_split)")
+    results, info = [], {}
+    it = list(sets.items())
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="bench codecs", unit="set")
+    for set_name, (f, mesh, B, e) in it:
+        max_vdfs = int(s["max_vdfs"])
+        if len(f) > max_vdfs:
+            idx = np.sort(rng.choice(len(f), max_vdfs, replace=False))
+            f, B, e = f[idx], None if B is None else B[idx], e[idx]
+        perm = rng.permutation(len(f))
+        half = max(1, len(f) // 2)
+        train, test = f[perm[:half]], f[perm[half:]] if len(f) > 1 else f
+        Bt = None if B is None else B[perm[half:]]
+        sparse_per_vdf = sparse_nbytes(test, mesh) / len(test)
+        fm = maxwellian(moments(test, mesh), mesh, dtype=np.float64)
+        info[set_name] = {"n_vdfs": int(len(f)), "n_test": int(len(test)), "mesh": mesh.to_json(),
+                          "eps_m_mean": float(e.mean()), "eps_m_min": float(e.min()), "eps_m_max": float(e.max()),
+                          "sparse_bytes_per_vdf": sparse_per_vdf, "dense_float32_bytes_per_vdf": test[0].size * 4}
+        for label, name, settings in _configs(names, s, min(mesh.nv)):
+            try:
+                row = _run_one(label, name, settings, train, test, mesh, Bt, fm, sparse_per_vdf, s)
+            except ImportError as exc:  # pragma: no cover - optional extras missing
+                row = {"label": label, "codec": name, "skipped": str(exc)}
+            row["set"] = set_name
+            results.append(row)
+    doc = {
+        "benchmark": "codecs", "settings": {k: s[k] for k in DEFAULTS},
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count()},
+        "sets": info, "results": results,
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(doc, indent=2) + "\n")
+    plot_rate_distortion(doc, out.with_name(out.stem + "_rd.png"))
+    return doc
+
+
+def plot_rate_distortion(doc: dict, path: str | os.PathLike) -> Path:
+    """Ratio against sparse vs relative L2, one line per codec, one panel per VDF set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = list(doc["sets"])
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.6 * len(sets), 4.0), squeeze=False)
+    for ax, name in zip(axes[0], sets):
+        rows = [r for r in doc["results"] if r.get("set") == name and "rel_l2" in r]
+        for codec in dict.fromkeys(r["codec"] for r in rows):
+            pts = sorted((r["rel_l2"], r["ratio_vs_sparse"]) for r in rows if r["codec"] == codec)
+            ax.loglog(*zip(*pts), "o-", label=codec)
+        ax.set_title(f"{name} (eps_M {doc['sets'][name]['eps_m_mean']:.2f})", fontsize=9)
+        ax.set_xlabel("relative L2 error")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("ratio vs Vlasiator sparse float32")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
