@@ -33,7 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--vlsv-every", type=int)
     s.add_argument("--checkpoint-every", type=int, metavar="N", help="checkpoint the full state every N steps")
     s.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint in --out")
-    s.add_argument("--devices", type=int, default=None)
+    s.add_argument("--devices", type=int, default=None, help="split the domain over N devices (shard_map)")
+    s.add_argument(
+        "--distributed", choices=["none", "mpi"], default="none",
+        help="mpi: one domain block per rank of an mpirun launch (rank 0 writes the outputs)",
+    )  # fmt: skip
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
     w = sub.add_parser("sweep", help="generate a family of datasets from a sweep file (experiments/sweeps/)")
@@ -79,18 +83,49 @@ def _simulate(args) -> int:
     from faiser.errors import ConfigError
     from faiser.simulation import simulate
 
-    if args.devices not in (None, 1):
-        raise ConfigError("--devices > 1 is not available yet in this version of faiser")
+    if args.devices is not None and args.devices < 1:
+        raise ConfigError(f"--devices must be >= 1, got {args.devices}")
+    if args.distributed == "mpi":
+        return _simulate_mpi(args)
     res = simulate(
         args.case, parse_overrides(args.set), args.out, args.config, progress=not args.quiet,
         save_every=args.save_every, vlsv_every=args.vlsv_every,
-        checkpoint_every=args.checkpoint_every, resume=args.resume,
+        checkpoint_every=args.checkpoint_every, resume=args.resume, devices=args.devices,
     )  # fmt: skip
     t = res.timing
     print(
         f"{args.case}: {t['steps']} steps to t={t['simulated_time']:g} in {t['wall_s']:.2f} s "
         f"(+{t['compile_s']:.1f} s compile); outputs in {args.out}"
     )
+    return 0
+
+
+def _simulate_mpi(args) -> int:
+    """``simulate --distributed mpi``: every rank steps its block; rank 0 writes the outputs (the
+    other ranks write theirs into a temporary directory that is removed)."""
+    import tempfile
+
+    from faiser.config import parse_overrides
+    from faiser.errors import ConfigError
+    from faiser.parallel.mpi import abort_on_error, world
+    from faiser.simulation import simulate
+
+    comm = world()
+    if args.resume:
+        raise ConfigError("--resume is not available with --distributed mpi yet")
+    root = comm.Get_rank() == 0
+    with abort_on_error(comm), tempfile.TemporaryDirectory(prefix="faiser-rank") as scratch:
+        res = simulate(
+            args.case, parse_overrides(args.set), args.out if root else scratch, args.config,
+            progress=root and not args.quiet, save_every=args.save_every, vlsv_every=args.vlsv_every,
+            checkpoint_every=args.checkpoint_every, devices=args.devices, distributed="mpi",
+        )  # fmt: skip
+    if root:
+        t = res.timing
+        print(
+            f"{args.case}: {t['steps']} steps to t={t['simulated_time']:g} on {t['devices']} MPI ranks in "
+            f"{t['wall_s']:.2f} s (+{t['compile_s']:.1f} s compile); outputs in {args.out}"
+        )
     return 0
 
 

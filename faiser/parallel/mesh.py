@@ -16,6 +16,8 @@ from faiser.errors import DistributedError
 
 DATA = "data"
 SPACE = "space"
+# Domain decomposition of the reference stepper: one mesh axis per split spatial axis.
+SPACE_AXES = ("space_x", "space_y", "space_z")
 
 
 def make_mesh(

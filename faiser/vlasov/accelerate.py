@@ -66,8 +66,10 @@ def num_substeps(max_gyrofrequency: float, dt: float, max_angle: float = MAX_ANG
 
 
 def _velocity_shape(x, grid: PhaseSpaceGrid):
-    """Spatial array (nx, ny, nz) broadcast to 6D with size 1 on velocity axes."""
-    return x.reshape(*grid.nx, 1, 1, 1)
+    """Spatial array (nx, ny, nz) broadcast to 6D with size 1 on velocity axes.
+
+    Shapes come from ``x`` (not ``grid.nx``): a block of a decomposed domain has fewer cells."""
+    return x.reshape(*x.shape[:3], 1, 1, 1)
 
 
 def apply_affine_velocity_map(
@@ -102,7 +104,7 @@ def apply_affine_velocity_map(
             proj = None
             a = M[..., p, p]
         offset_v = c[..., p]
-        off = jnp.broadcast_to(_velocity_shape(offset_v, grid), (*grid.nx, 1, 1, 1)).astype(f.dtype)
+        off = jnp.broadcast_to(_velocity_shape(offset_v, grid), (*f.shape[:3], 1, 1, 1)).astype(f.dtype)
         if done:
             for k, q in enumerate(done):
                 wq = jnp.asarray(grid.v_mesh(q), f.dtype)

@@ -10,6 +10,12 @@ A field model is called by the stepper at two points of every step:
 
 ``max_gyrofrequency`` bounds ``|q B / m|`` over the run (static) so the acceleration can be
 substepped to the rotation limit; ``magnetized`` says whether B can be non-zero at all.
+
+Domain decomposition (:mod:`faiser.parallel.domain`) needs the fields from per-cell moments of
+``f`` only: every model here splits ``update`` and ``finalize`` into ``cell_moments(fs)`` (a dict
+of per-cell arrays with leading axes ``(nx, ny, nz)``, computable block by block) and
+``update_from_moments`` / ``finalize_from_moments`` (which never read ``state.f``). The
+single-domain ``update`` / ``finalize`` are exactly these two calls in a row.
 """
 
 from __future__ import annotations
@@ -41,6 +47,16 @@ class FieldModel(Protocol):
     def max_gyrofrequency(self, species: tuple[Species, ...]) -> float: ...
 
 
+class MomentFieldModel(FieldModel, Protocol):
+    """A field model whose fields follow from per-cell moments of ``f`` (decomposable)."""
+
+    def cell_moments(self, fs, grid: PhaseSpaceGrid, species: tuple[Species, ...]) -> dict: ...
+
+    def update_from_moments(self, state: State, mom: dict, grid: PhaseSpaceGrid, species, dt) -> State: ...
+
+    def finalize_from_moments(self, state: State, mom: dict, grid: PhaseSpaceGrid, species) -> State: ...
+
+
 def _field_array(value, grid: PhaseSpaceGrid) -> np.ndarray:
     a = np.asarray(value, dtype=np.float64)
     return np.broadcast_to(a, (*grid.nx, 3)).copy()
@@ -63,6 +79,15 @@ class PrescribedFields:
         return state
 
     def finalize(self, state, grid, species):
+        return state
+
+    def cell_moments(self, fs, grid, species) -> dict:
+        return {}
+
+    def update_from_moments(self, state, mom, grid, species, dt):
+        return state
+
+    def finalize_from_moments(self, state, mom, grid, species):
         return state
 
     @property
@@ -114,7 +139,17 @@ class ElectrostaticFields:
     B0: tuple = (0.0, 0.0, 0.0)
 
     def _solve(self, state, grid, species):
-        return state.replace(E=poisson_electric_field(charge_density(state.f, grid, species), grid))
+        return self.finalize_from_moments(state, self.cell_moments(state.f, grid, species), grid, species)
+
+    def cell_moments(self, fs, grid, species) -> dict:
+        """``{"rho": charge density (nx, ny, nz)}``."""
+        return {"rho": charge_density(fs, grid, species)}
+
+    def update_from_moments(self, state, mom, grid, species, dt):
+        return self.finalize_from_moments(state, mom, grid, species)
+
+    def finalize_from_moments(self, state, mom, grid, species):
+        return state.replace(E=poisson_electric_field(mom["rho"], grid))
 
     def initialize(self, state, grid, species):
         for d in grid.spatial_dims:

@@ -198,7 +198,17 @@ class HybridFields:
         return self.finalize(state.replace(aux=aux), grid, species)
 
     def update(self, state: State, grid: PhaseSpaceGrid, species, dt) -> State:
-        mom = ion_moments(state.f, grid, species)
+        return self.update_from_moments(state, self.cell_moments(state.f, grid, species), grid, species, dt)
+
+    def finalize(self, state: State, grid: PhaseSpaceGrid, species) -> State:
+        return self.finalize_from_moments(state, self.cell_moments(state.f, grid, species), grid, species)
+
+    def cell_moments(self, fs, grid: PhaseSpaceGrid, species) -> dict:
+        """Per-cell ion moments (:func:`ion_moments`), the only input of the field solve."""
+        return ion_moments(fs, grid, species)
+
+    def update_from_moments(self, state: State, mom: dict, grid: PhaseSpaceGrid, species, dt) -> State:
+        """:meth:`update` from the ion moments of the half-translated ``f`` (``state.f`` is not read)."""
         Bf = state.aux["B_face"]
         n_sub = jnp.asarray(0, jnp.int32)
         if self.evolve:
@@ -214,8 +224,8 @@ class HybridFields:
         aux = {**state.aux, "B_face": Bf_new, "subcycles": n_sub}
         return state.replace(E=E, B=B, aux=aux)
 
-    def finalize(self, state: State, grid: PhaseSpaceGrid, species) -> State:
-        mom = ion_moments(state.f, grid, species)
+    def finalize_from_moments(self, state: State, mom: dict, grid: PhaseSpaceGrid, species) -> State:
+        """:meth:`finalize` from the ion moments of the new ``f`` (``state.f`` is not read)."""
         E, B = self.cell_fields(state.aux["B_face"], mom, grid)
         return state.replace(E=E, B=B)
 

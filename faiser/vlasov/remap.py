@@ -59,6 +59,12 @@ def _ghosts(f: jax.Array, side: Side, at_left: bool, axis: int, width: int) -> j
     return jnp.repeat(jnp.broadcast_to(ghost, shape), width, axis=axis)
 
 
+def ghost_cells(f: jax.Array, side: Side, at_left: bool, axis: int, width: int) -> jax.Array:
+    """The ``width`` ghost cells that boundary ``side`` puts beyond the low (``at_left``) or high end
+    of ``f`` along ``axis`` (periodic wrap, open zeros, outflow copies or inflow values)."""
+    return _ghosts(f, side, at_left, axis, width)
+
+
 def pad(f: jax.Array, axis: int, left: Side, right: Side, width: int = _GHOST) -> jax.Array:
     """``f`` extended by ``width`` ghost cells on both sides of ``axis``."""
     return jnp.concatenate([_ghosts(f, left, True, axis, width), f, _ghosts(f, right, False, axis, width)], axis=axis)

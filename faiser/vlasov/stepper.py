@@ -6,6 +6,7 @@ with ``lax.scan`` and returns the global diagnostics at every output time.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -111,13 +112,20 @@ class Stepper:
             fs.append(f)
             # sum of local differences: far less rounding than a difference of two totals
             lost.append(jnp.sum(f0 - f) * g.phase_cell_volume)
-        return state.replace(f=tuple(fs), mass_lost=state.mass_lost + jnp.stack(lost).astype(state.mass_lost.dtype))
+        lost = self._domain_sum(jnp.stack(lost).astype(state.mass_lost.dtype))
+        return state.replace(f=tuple(fs), mass_lost=state.mass_lost + lost)
+
+    def _domain_sum(self, x: jax.Array) -> jax.Array:
+        """Sum of per-block partial sums over the domain (identity here; a collective in a
+        decomposed stepper, see :mod:`faiser.parallel.domain`)."""
+        return x
 
     def _end_of_step(self, state: State) -> State:
         """Sparsity threshold (if any) and the clock."""
         if self.f_min > 0:
-            out = [apply_threshold(f, self.f_min, self.grid) for f in state.f]
-            removed = jnp.stack([o[1] for o in out]).astype(state.mass_lost.dtype)
+            grid = self.grid if state.f[0].shape[:3] == self.grid.nx else _block_grid(self.grid, state.f[0].shape[:3])
+            out = [apply_threshold(f, self.f_min, grid) for f in state.f]
+            removed = self._domain_sum(jnp.stack([o[1] for o in out]).astype(state.mass_lost.dtype))
             state = state.replace(f=tuple(o[0] for o in out), mass_lost=state.mass_lost + removed)
         return state.replace(time=state.time + self.dt, step=state.step + 1)
 
@@ -173,6 +181,12 @@ class Stepper:
         first = self.diagnostics(state)
         series = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, series)
         return final, series
+
+
+def _block_grid(grid: PhaseSpaceGrid, nx: tuple[int, ...]) -> PhaseSpaceGrid:
+    """The grid of a block of ``nx`` cells starting at ``grid.x_min`` (same spacings and velocities)."""
+    x_max = tuple(lo + n * d for lo, n, d in zip(grid.x_min, nx, grid.dx))
+    return dataclasses.replace(grid, nx=tuple(nx), x_max=x_max)
 
 
 def is_finite(state: State) -> bool:
