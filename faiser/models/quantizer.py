@@ -83,6 +83,8 @@ class VectorQuantizer(nnx.Module):
       eps: Laplace smoothing constant.
       restart_threshold: a code whose EMA count falls below this (in assigned vectors per step) is
         restarted from a random encoder output by :meth:`update_codebook` (0 disables restarts).
+        Codes start with an EMA count of 1 (and an EMA sum equal to the code), so a code that is
+        never used is restarted after about ``log(restart_threshold) / log(decay)`` steps.
       restart_count: EMA count given to a restarted code (so it is not restarted again at once).
       rngs: NNX RNG streams; ``params`` initialises the codebook (normal / sqrt(D)).
     """
@@ -148,6 +150,8 @@ class VectorQuantizer(nnx.Module):
         indices: jax.Array,
         key: jax.Array | None = None,
         weights: jax.Array | None = None,
+        restart_unused: jax.Array | bool = False,
+        restart: jax.Array | bool = True,
     ) -> dict[str, Any]:
         """EMA update of the codebook from a batch of encoder outputs (mutates the variables).
 
@@ -156,6 +160,11 @@ class VectorQuantizer(nnx.Module):
           indices: ``(...)`` their assigned codes (from :meth:`__call__` or :meth:`nearest`).
           key: PRNG key for dead-code restarts (None: no restart this step).
           weights: ``(...)`` per-vector weights (0 for padding), default 1.
+          restart_unused: (scalar bool, may be traced) also restart every code that no vector of this
+            batch was assigned to, whatever its EMA count (the trainer sets it on the first step:
+            a data-dependent codebook initialisation). Needs ``key``.
+          restart: (scalar bool, may be traced) whether codes below the threshold are restarted this
+            step (e.g. only every k-th step); without ``key`` nothing is restarted.
 
         Returns:
           ``{"restarted": int32 number of codes restarted, "dead": fraction of codes below threshold}``.
@@ -172,9 +181,9 @@ class VectorQuantizer(nnx.Module):
         total = jnp.sum(n)
         smoothed = (n + self.eps) / (total + self.codebook_size * self.eps) * total
         e = m / smoothed[:, None]
-        dead = n < self.restart_threshold
+        dead = ((n < self.restart_threshold) & jnp.asarray(restart)) | (jnp.asarray(restart_unused) & (counts <= 0))
         restarted = jnp.zeros((), jnp.int32)
-        if key is not None and self.restart_threshold > 0:
+        if key is not None:
             # Draw candidates among vectors with positive weight (uniformly, by Gumbel-top-style choice).
             logits = jnp.where(w > 0, 0.0, -jnp.inf)
             pick = jax.random.categorical(key, logits, shape=(self.codebook_size,))

@@ -4,9 +4,12 @@ mirrored transposed-convolution decoder (Flax NNX).
 Input: a batch of windows ``(batch, n, n, n, 1)`` (or ``(batch, n, n, n)``) of normalized log VDF
 values (see :mod:`faiser.data.normalization`; the model itself is agnostic of the transform).
 The encoder has ``log2(n / latent)`` stride-2 stages (32^3 -> 4^3 in three, 16^3 -> 4^3 in two),
-then ``n_res`` residual blocks and a 1x1x1 projection to ``code_dim``; every latent vector is
-replaced by its nearest codebook entry; the decoder mirrors the encoder with stride-2 transposed
-convolutions back to ``(batch, n, n, n, 1)``.
+each a kernel-2 stride-2 convolution followed by a 3^3 convolution, then ``n_res`` residual blocks
+and a 1x1x1 projection to ``code_dim``; every latent vector is replaced by its nearest codebook
+entry; the decoder mirrors the encoder with kernel-2 stride-2 transposed convolutions back to
+``(batch, n, n, n, 1)``. The stride-2 layers are computed as space-to-depth (depth-to-space) and one
+matrix product, exactly equal to ``lax.conv`` with a ``(2, 2, 2, cin, cout)`` kernel and several
+times faster on CPU; the 3^3 convolutions are ``nnx.Conv`` (cuDNN on GPU).
 
 Inference::
 
@@ -29,7 +32,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from faiser.errors import ConfigError
-from faiser.models.quantizer import QuantizerOutput, VectorQuantizer
+from faiser.models.quantizer import QuantizerOutput, VectorQuantizer, get_value
 
 __all__ = ["VQVAE3D", "VQVAE3DConfig", "VQVAE3DOutput", "inference_fns"]
 
@@ -130,75 +133,125 @@ class VQVAE3DConfig:
         return cls(**kw)
 
 
-def _conv(cin: int, cout: int, k: int, stride: int, rngs: nnx.Rngs) -> nnx.Conv:
-    pad = (k - stride) // 2 if stride > 1 else k // 2
-    pad = ((pad, k - stride - pad),) * 3 if stride > 1 else ((pad, pad),) * 3
-    return nnx.Conv(cin, cout, kernel_size=(k,) * 3, strides=(stride,) * 3, padding=pad, rngs=rngs)
+def _conv(cin: int, cout: int, k: int, rngs: nnx.Rngs) -> nnx.Conv:
+    """Stride-1 ``k^3`` convolution with SAME padding."""
+    return nnx.Conv(cin, cout, kernel_size=(k,) * 3, padding="SAME", rngs=rngs)
+
+
+class PatchDown(nnx.Module):
+    """Strided convolution with kernel 2 and stride 2: ``(b, n, n, n, cin)`` -> ``(b, n/2, n/2, n/2, cout)``.
+
+    Computed as space-to-depth and one matrix product (exactly the convolution with a
+    ``(2, 2, 2, cin, cout)`` kernel; much faster than a generic strided convolution on CPU).
+    """
+
+    def __init__(self, cin: int, cout: int, rngs: nnx.Rngs):
+        init = nnx.initializers.lecun_normal()
+        self.kernel = nnx.Param(init(rngs.params(), (8 * cin, cout)).reshape(2, 2, 2, cin, cout))
+        self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, n1, n2, n3, c = x.shape
+        x = x.reshape(b, n1 // 2, 2, n2 // 2, 2, n3 // 2, 2, c)
+        k = get_value(self.kernel)
+        return jnp.einsum("bxiyjzkc,ijkco->bxyzo", x, k) + get_value(self.bias)
+
+
+class PatchUp(nnx.Module):
+    """Transposed convolution with kernel 2 and stride 2: ``(b, m, m, m, cin)`` -> ``(b, 2m, 2m, 2m, cout)``.
+
+    Computed as one matrix product and depth-to-space (exactly the transposed convolution with a
+    ``(2, 2, 2, cin, cout)`` kernel).
+    """
+
+    def __init__(self, cin: int, cout: int, rngs: nnx.Rngs):
+        init = nnx.initializers.lecun_normal()
+        self.kernel = nnx.Param(
+            init(rngs.params(), (cin, 8 * cout)).reshape(cin, 2, 2, 2, cout).transpose(1, 2, 3, 0, 4)
+        )
+        self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, m1, m2, m3, _ = x.shape
+        k = get_value(self.kernel)
+        y = jnp.einsum("bxyzc,ijkco->bxiyjzko", x, k)
+        return y.reshape(b, 2 * m1, 2 * m2, 2 * m3, k.shape[-1]) + get_value(self.bias)
+
+
+def _seq(mods: list) -> Any:
+    return nnx.List(mods) if hasattr(nnx, "List") else mods
 
 
 class ResBlock3D(nnx.Module):
     """``x + conv1(relu(conv3(relu(x))))`` (the VQ-VAE residual block), channels preserved."""
 
     def __init__(self, channels: int, hidden: int, rngs: nnx.Rngs):
-        self.conv1 = _conv(channels, hidden, 3, 1, rngs)
-        self.conv2 = _conv(hidden, channels, 1, 1, rngs)
+        self.conv1 = _conv(channels, hidden, 3, rngs)
+        self.conv2 = _conv(hidden, channels, 1, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return x + self.conv2(jax.nn.relu(self.conv1(jax.nn.relu(x))))
 
 
 class Encoder3D(nnx.Module):
-    """``(batch, n, n, n, C_in)`` -> ``(batch, m, m, m, code_dim)`` with ``m = n / 2**n_stages``."""
+    """``(batch, n, n, n, C_in)`` -> ``(batch, m, m, m, code_dim)`` with ``m = n / 2**n_stages``.
+
+    ``3^3`` stem convolution at full resolution, then per stage a stride-2 (kernel 2) convolution and
+    a ``3^3`` convolution, then ``n_res`` residual blocks and a ``1^3`` projection to ``code_dim``.
+    """
 
     def __init__(self, cfg: VQVAE3DConfig, rngs: nnx.Rngs):
         ch = cfg.stage_channels
-        self.stem = _conv(cfg.in_channels, ch[0], 3, 1, rngs)
-        downs = []
+        self.stem = _conv(cfg.in_channels, ch[0], 3, rngs)
+        downs, convs = [], []
         cin = ch[0]
         for i in range(cfg.n_stages):
-            downs.append(_conv(cin, ch[i], 4, 2, rngs))
+            downs.append(PatchDown(cin, ch[i], rngs))
+            convs.append(_conv(ch[i], ch[i], 3, rngs))
             cin = ch[i]
-        self.downs = nnx.List(downs) if hasattr(nnx, "List") else downs
+        self.downs, self.convs = _seq(downs), _seq(convs)
         hid = cfg.res_channels or max(cin // 2, 1)
-        res = [ResBlock3D(cin, hid, rngs) for _ in range(cfg.n_res)]
-        self.res = nnx.List(res) if hasattr(nnx, "List") else res
-        self.proj = _conv(cin, cfg.code_dim, 1, 1, rngs)
+        self.res = _seq([ResBlock3D(cin, hid, rngs) for _ in range(cfg.n_res)])
+        self.proj = _conv(cin, cfg.code_dim, 1, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = self.stem(x)
-        for d in self.downs:
-            h = jax.nn.relu(d(h))
+        h = jax.nn.relu(self.stem(x))
+        for d, c in zip(self.downs, self.convs):
+            h = jax.nn.relu(c(jax.nn.relu(d(h))))
         for r in self.res:
             h = r(h)
         return self.proj(jax.nn.relu(h))
 
 
 class Decoder3D(nnx.Module):
-    """``(batch, m, m, m, code_dim)`` -> ``(batch, n, n, n, C_in)``, mirroring :class:`Encoder3D`."""
+    """``(batch, m, m, m, code_dim)`` -> ``(batch, n, n, n, C_in)``, mirroring :class:`Encoder3D`.
+
+    ``3^3`` convolution from ``code_dim``, residual blocks, then per stage a ``3^3`` convolution and
+    a stride-2 (kernel 2) transposed convolution, and a ``3^3`` output convolution at full resolution.
+    """
 
     def __init__(self, cfg: VQVAE3DConfig, rngs: nnx.Rngs):
         ch = cfg.stage_channels
         top = ch[cfg.n_stages - 1] if cfg.n_stages else ch[0]
-        self.stem = _conv(cfg.code_dim, top, 3, 1, rngs)
+        self.stem = _conv(cfg.code_dim, top, 3, rngs)
         hid = cfg.res_channels or max(top // 2, 1)
-        res = [ResBlock3D(top, hid, rngs) for _ in range(cfg.n_res)]
-        self.res = nnx.List(res) if hasattr(nnx, "List") else res
-        ups = []
+        self.res = _seq([ResBlock3D(top, hid, rngs) for _ in range(cfg.n_res)])
+        ups, convs = [], []
         cin = top
         for i in reversed(range(cfg.n_stages)):
             cout = ch[i - 1] if i > 0 else ch[0]
-            ups.append(nnx.ConvTranspose(cin, cout, kernel_size=(4,) * 3, strides=(2,) * 3, padding="SAME", rngs=rngs))
+            convs.append(_conv(cin, cin, 3, rngs))
+            ups.append(PatchUp(cin, cout, rngs))
             cin = cout
-        self.ups = nnx.List(ups) if hasattr(nnx, "List") else ups
-        self.out = _conv(cin, cfg.in_channels, 3, 1, rngs)
+        self.ups, self.convs = _seq(ups), _seq(convs)
+        self.out = _conv(cin, cfg.in_channels, 3, rngs)
 
     def __call__(self, q: jax.Array) -> jax.Array:
         h = self.stem(q)
         for r in self.res:
             h = r(h)
-        h = jax.nn.relu(h)
-        for u in self.ups:
-            h = jax.nn.relu(u(h))
+        for c, u in zip(self.convs, self.ups):
+            h = jax.nn.relu(u(jax.nn.relu(c(jax.nn.relu(h)))))
         return self.out(h)
 
 
