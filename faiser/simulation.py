@@ -479,6 +479,8 @@ def write_cell_diagnostics(case: Case, initial, final, path: Path) -> xr.Dataset
 
 
 def _compile_chunk(stepper, state, n: int):
+    if hasattr(stepper, "compile_chunk"):  # e.g. the MPI stepper (ordered effects: no AOT call)
+        return stepper.compile_chunk(state, n)
     return jax.jit(lambda s: stepper.multi_step(s, n)).lower(state).compile()
 
 

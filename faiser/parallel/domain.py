@@ -370,7 +370,6 @@ def decompose(stepper: Stepper, state: State, devices: int | None = None, blocks
     return ds, ds.shard(state)
 
 
-
 def distribute(stepper: Stepper, devices: int | None = None, distributed: str = "none"):
     """The decomposed stand-in for ``stepper``: a :class:`DomainStepper` over ``devices`` local
     devices (``distributed="none"``) or a :class:`~faiser.parallel.mpi.MpiStepper` over the ranks of

@@ -179,6 +179,14 @@ class MpiStepper:
         c = self.block_comm
         return block.replace(f=tuple(c.gather(f) for f in block.f), E=c.gather(block.E), B=c.gather(block.B))
 
+    def compile_chunk(self, state: State, n_steps: int):
+        """A compiled ``state -> multi_step(state, n_steps)``. The MPI collectives carry ordered
+        effects, which ahead-of-time ``Compiled`` objects cannot be called with: this returns the
+        jitted function, compiled now through the same cache its calls use."""
+        fn = jax.jit(lambda s: self.multi_step(s, n_steps))
+        fn.lower(state).compile()
+        return fn
+
     def diagnostics(self, state: State) -> dict[str, jax.Array]:
         """Global diagnostics of the (global) state."""
         return self.stepper.diagnostics(state)
