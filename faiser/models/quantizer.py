@@ -29,13 +29,25 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-__all__ = ["CodebookStat", "QuantizerOutput", "VectorQuantizer", "get_value", "set_value"]
+__all__ = ["CodebookStat", "QuantizerOutput", "VectorQuantizer", "get_value", "host_normal", "set_value"]
 
 
 class CodebookStat(nnx.Variable):
     """Codebook state updated by EMA in the train step (never by the optimizer, never differentiated)."""
+
+
+def host_normal(key: jax.Array, shape: tuple[int, ...], std: float = 1.0) -> jax.Array:
+    """``std * N(0, 1)`` float32 of ``shape`` drawn with numpy, seeded by the key data of ``key``.
+
+    Deterministic given ``key``, like ``jax.random.normal`` but without compiling an XLA program per
+    shape (eager initialisation of a model compiles dozens of them otherwise: seconds on CPU).
+    """
+    seed = [int(s) for s in np.asarray(jax.random.key_data(key)).ravel()]
+    draw = np.random.default_rng(seed).standard_normal(shape) * std
+    return jnp.asarray(draw.astype(np.float32))
 
 
 def get_value(v: nnx.Variable) -> jax.Array:
@@ -108,10 +120,9 @@ class VectorQuantizer(nnx.Module):
         self.eps = float(eps)
         self.restart_threshold = float(restart_threshold)
         self.restart_count = float(restart_count)
-        init = jax.random.normal(rngs.params(), (self.codebook_size, self.code_dim), jnp.float32)
-        init = init / jnp.sqrt(float(self.code_dim))
+        init = host_normal(rngs.params(), (self.codebook_size, self.code_dim), 1.0 / np.sqrt(self.code_dim))
         self.codebook = CodebookStat(init)
-        self.ema_count = CodebookStat(jnp.ones((self.codebook_size,), jnp.float32))
+        self.ema_count = CodebookStat(jnp.asarray(np.ones((self.codebook_size,), np.float32)))
         self.ema_sum = CodebookStat(init)
 
     # -- pure forward ---------------------------------------------------------------------------

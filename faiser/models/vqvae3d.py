@@ -29,10 +29,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from faiser.errors import ConfigError
-from faiser.models.quantizer import QuantizerOutput, VectorQuantizer, get_value
+from faiser.models.quantizer import QuantizerOutput, VectorQuantizer, get_value, host_normal
 
 __all__ = ["VQVAE3D", "VQVAE3DConfig", "VQVAE3DOutput", "inference_fns"]
 
@@ -135,7 +136,18 @@ class VQVAE3DConfig:
 
 def _conv(cin: int, cout: int, k: int, rngs: nnx.Rngs) -> nnx.Conv:
     """Stride-1 ``k^3`` convolution with SAME padding."""
-    return nnx.Conv(cin, cout, kernel_size=(k,) * 3, padding="SAME", rngs=rngs)
+    return nnx.Conv(
+        cin, cout, kernel_size=(k,) * 3, padding="SAME", kernel_init=_kernel_init, bias_init=_zeros_init, rngs=rngs
+    )
+
+
+def _kernel_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+    """LeCun-normal (``std = 1 / sqrt(fan_in)``) drawn on the host (no XLA compilation per shape)."""
+    return host_normal(key, tuple(shape), 1.0 / np.sqrt(np.prod(shape[:-1]))).astype(dtype)
+
+
+def _zeros_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+    return jnp.asarray(np.zeros(shape, np.dtype(dtype)))
 
 
 class PatchDown(nnx.Module):
@@ -146,9 +158,8 @@ class PatchDown(nnx.Module):
     """
 
     def __init__(self, cin: int, cout: int, rngs: nnx.Rngs):
-        init = nnx.initializers.lecun_normal()
-        self.kernel = nnx.Param(init(rngs.params(), (8 * cin, cout)).reshape(2, 2, 2, cin, cout))
-        self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32))
+        self.kernel = nnx.Param(_kernel_init(rngs.params(), (2, 2, 2, cin, cout)))
+        self.bias = nnx.Param(_zeros_init(None, (cout,)))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         b, n1, n2, n3, c = x.shape
@@ -165,11 +176,9 @@ class PatchUp(nnx.Module):
     """
 
     def __init__(self, cin: int, cout: int, rngs: nnx.Rngs):
-        init = nnx.initializers.lecun_normal()
-        self.kernel = nnx.Param(
-            init(rngs.params(), (cin, 8 * cout)).reshape(cin, 2, 2, 2, cout).transpose(1, 2, 3, 0, 4)
-        )
-        self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32))
+        # fan-in of a transposed convolution: cin (each output cell sees one input cell)
+        self.kernel = nnx.Param(host_normal(rngs.params(), (2, 2, 2, cin, cout), 1.0 / np.sqrt(cin)))
+        self.bias = nnx.Param(_zeros_init(None, (cout,)))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         b, m1, m2, m3, _ = x.shape
