@@ -286,7 +286,8 @@ def export_weights(weights, dtype: str | np.dtype = "float16") -> np.ndarray:
     dt = np.dtype(dtype)
     if dt not in (np.dtype(np.float16), np.dtype(np.float32)):
         raise ConfigError(f"weights are exported as float16 or float32, not {dt}")
-    out = np.asarray(weights, np.float32).astype(dt)
+    with np.errstate(over="ignore"):
+        out = np.asarray(weights, np.float32).astype(dt)
     if not np.all(np.isfinite(out)):
         raise ConfigError(f"weights do not fit in {dt} (non-finite after the cast)")
     return out
