@@ -7,7 +7,8 @@ The same benchmark as ``faiser bench stepper``::
 
 Keys: ``cases`` (comma-separated subset of landau_1d1v, magnetized_1d3v, 2d3v), ``repeats``,
 ``steps``, ``warmup``, ``dtype`` (float32/float64), ``loop`` (step/multi_step), ``scale`` and
-``nv_scale`` (factors on the spatial and velocity cells per axis, for quick runs).
+``nv_scale`` (factors on the spatial and velocity cells per axis, for quick runs), ``devices``
+(device counts to run domain-decomposed, e.g. 1,2,4; see bench_scaling.py).
 See :func:`faiser.bench.bench_stepper`.
 """
 

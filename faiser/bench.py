@@ -171,6 +171,17 @@ def _dtype(value) -> str:
     return name
 
 
+def _devices(value) -> tuple[int, ...]:
+    if isinstance(value, str):
+        items = value.split(",")
+    else:
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+    counts = tuple(dict.fromkeys(_int("devices", v, 1) for v in items if str(v).strip()))
+    if not counts:
+        raise ConfigError("'devices' must list at least one device count, e.g. devices=1,2,4")
+    return counts
+
+
 def _loop(value) -> str:
     name = str(value).strip()
     if name not in ("step", "multi_step"):
@@ -187,6 +198,7 @@ SETTINGS: dict[str, tuple[object, Callable]] = {
     "loop": ("multi_step", _loop),
     "scale": ("1.0", lambda v: _positive_float("scale", v)),
     "nv_scale": ("1.0", lambda v: _positive_float("nv_scale", v)),
+    "devices": ("1", _devices),
 }
 SETTING_HELP = {
     "cases": "comma-separated subset of " + ", ".join(STEPPER_CASES),
@@ -197,6 +209,8 @@ SETTING_HELP = {
     "loop": "multi_step (Stepper.multi_step, as simulate runs; default) or step (fori_loop of Stepper.step)",
     "scale": "factor on the spatial cells per axis, nx -> max(4, int(nx * scale))",
     "nv_scale": "factor on the velocity cells per axis, nv -> max(4, int(nv * nv_scale))",
+    "devices": "comma-separated device counts, e.g. 1,2,4: the stepper domain-decomposed over each "
+    "(faiser.parallel.domain; on CPU set XLA_FLAGS=--xla_force_host_platform_device_count=N)",
 }
 
 
@@ -317,11 +331,16 @@ def _field_share(stepper: Stepper, state: State, n: int, step_s: float) -> float
     return (time.perf_counter() - t0) / (n * step_s)
 
 
-def _bench_case(case: StepperCase, settings: dict, bar) -> dict:
+def _bench_case(case: StepperCase, settings: dict, bar, devices: int = 1) -> dict:
     n, repeats, warmup = settings["steps"], settings["repeats"], settings["warmup"]
     bar.set_postfix_str(f"{case.name}: build")
     t0 = time.perf_counter()
     stepper, state, dt = _build(case, settings)
+    if devices > 1:  # domain-decomposed: same numerics, f split over the devices
+        from faiser.parallel.domain import DomainStepper
+
+        stepper = DomainStepper(stepper, devices=devices)
+        state = stepper.shard(state)
     setup_s = time.perf_counter() - t0
     grid = stepper.grid
 
@@ -392,6 +411,10 @@ def _bench_case(case: StepperCase, settings: dict, bar) -> dict:
         "finite": is_finite(state),
         "fields": case.fields,
     }
+    if devices > 1:
+        out["devices"] = devices
+        out["blocks"] = list(stepper.blocks)
+        return out
     share = _field_share(stepper, state, n, median)
     if share is not None:
         out["field_solver_share"] = share
@@ -399,6 +422,31 @@ def _bench_case(case: StepperCase, settings: dict, bar) -> dict:
     if dt != case.dt:
         out["note"] = f"the stepper refuses dt={case.dt:g} on this grid (|v| dt / dx too large); measured at dt={dt:g}"
     return out
+
+
+def _scaling(runs: dict[int, dict]) -> list[dict]:
+    """Per device count: steps/s, cell updates/s, speed-up and parallel efficiency against the
+    smallest count, and (when that is 1) the decomposition overhead: device-seconds per step over
+    those of one device, minus 1 (0 = perfect scaling)."""
+    base_n = min(runs)
+    base_t = runs[base_n]["median_step_s"]
+    rows = []
+    for d, r in sorted(runs.items()):
+        t = r["median_step_s"]
+        rows.append(
+            {
+                "devices": d,
+                "blocks": r.get("blocks", [1, 1, 1]),
+                "steps_per_s": 1.0 / t,
+                "cell_updates_per_s": r["cell_updates_per_s"],
+                "median_step_s": t,
+                "compile_s": r["compile_s"],
+                "speedup": base_t / t,
+                "efficiency": base_t * base_n / (t * d),
+                "overhead_vs_1": t * d / base_t - 1.0 if base_n == 1 else None,
+            }
+        )
+    return rows
 
 
 def bench_stepper(out: str | Path, overrides: Mapping[str, object] | None = None, progress: bool = True) -> dict:
@@ -412,7 +460,9 @@ def bench_stepper(out: str | Path, overrides: Mapping[str, object] | None = None
         ``float64``), ``loop`` (``step``: a ``fori_loop`` of :meth:`Stepper.step`, the default;
         ``multi_step``: :meth:`Stepper.multi_step`, Strang halves merged, as ``simulate`` runs),
         ``scale`` (factor on the spatial cells per axis, ``nx -> max(4, int(nx * scale))``),
-        ``nv_scale`` (the same on the velocity cells per axis).
+        ``nv_scale`` (the same on the velocity cells per axis), ``devices`` (comma-separated device
+        counts: each case is also run domain-decomposed over each count and gets a ``scaling`` list
+        of steps/s, cell updates/s, speed-up, efficiency and overhead against one device).
       progress: show a tqdm progress bar on stderr.
 
     Returns:
@@ -427,12 +477,15 @@ def bench_stepper(out: str | Path, overrides: Mapping[str, object] | None = None
     out = Path(out)
     names = settings["cases"]
     x64 = jax.enable_x64(True) if settings["dtype"] == "float64" else contextlib.nullcontext()
-    total = len(names) * (1 + settings["warmup"] + settings["repeats"])
+    total = len(names) * len(settings["devices"]) * (1 + settings["warmup"] + settings["repeats"])
     results = {}
     with x64, tqdm(total=total, desc="bench stepper", unit="chunk", file=sys.stderr, disable=not progress) as bar:
         env = environment()
         for name in names:
-            results[name] = _bench_case(STEPPER_CASES[name], settings, bar)
+            runs = {d: _bench_case(STEPPER_CASES[name], settings, bar, d) for d in settings["devices"]}
+            results[name] = runs[settings["devices"][0]]
+            if settings["devices"] != (1,):
+                results[name]["scaling"] = _scaling(runs)
     if env["backend"] == "cpu" and env["cpu_affinity_count"]:
         for r in results.values():
             r["cell_updates_per_s_per_core"] = r["cell_updates_per_s"] / env["cpu_affinity_count"]

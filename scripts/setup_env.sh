@@ -13,5 +13,15 @@ stamp="$root/.venv/.faiser-installed"
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
   python -m pip install --quiet --upgrade pip
   python -m pip install --quiet -e "$root[dev,notebooks,ml,baselines]"
+  # The MPI backend (mpi4py, mpi4jax) builds against the system MPI: only where mpicc exists
+  # (Debian: apt-get install openmpi-bin libopenmpi-dev). mpi4jax's build also compiles a CUDA
+  # bridge whenever it finds an nvcc; an empty CUDA_PATH makes it build the CPU bridge only (set
+  # FAISER_MPI4JAX_CUDA_PATH to a CUDA toolkit to get the GPU bridge). Without MPI the MPI tests skip.
+  if command -v mpicc >/dev/null 2>&1; then
+    nocuda="$(mktemp -d)"
+    CUDA_PATH="${FAISER_MPI4JAX_CUDA_PATH:-$nocuda}" python -m pip install --quiet -e "$root[mpi]" ||
+      echo "setup_env: installing the mpi extra failed; the MPI backend and its tests are unavailable" >&2
+    rmdir "$nocuda" 2>/dev/null || true
+  fi
   touch "$stamp"
 fi
