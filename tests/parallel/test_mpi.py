@@ -70,3 +70,38 @@ def test_a_crashed_rank_fails_the_run_instead_of_hanging(tmp_path):
     assert res.returncode != 0
     assert "exits at step 2" in res.stderr
     assert not (tmp_path / "crash" / "diagnostics.csv").exists()
+
+
+JAX_RUNTIME_SCRIPT = """
+import sys
+import numpy as np
+from faiser.parallel.launch import initialize_from_mpi
+
+process, processes = initialize_from_mpi()
+import jax
+from jax.experimental import multihost_utils
+
+from faiser.parallel.domain import DomainStepper
+from faiser.simulation import resolve_config
+from faiser.vlasov.cases import build_case
+
+jax.config.update("jax_enable_x64", True)
+built = build_case("landau", resolve_config("landau", {"nx": 16, "nv": 16, "dtype": "float64"}))
+ds = DomainStepper(built.stepper, devices=processes)  # one mesh over both processes' devices
+out = jax.jit(lambda s: ds.multi_step(s, 3))(ds.shard(jax.device_get(built.state)))
+f = multihost_utils.process_allgather(out.f[0], tiled=True)
+if process == 0:
+    ref = np.asarray(jax.jit(lambda s: built.stepper.multi_step(s, 3))(built.state).f[0])
+    err = np.max(np.abs(f - ref)) / np.max(np.abs(ref))
+    print(f"processes={processes} devices={len(jax.devices())} err={err:.3e}")
+    sys.exit(0 if err < 1e-6 else 1)
+"""
+
+
+def test_jax_multiprocess_runtime_launched_by_mpirun(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(JAX_RUNTIME_SCRIPT)
+    cmd = [MPIRUN, "-n", "2", "--oversubscribe", sys.executable, str(script)]
+    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    assert "processes=2 devices=2" in res.stdout
