@@ -134,6 +134,11 @@ class VQVAE3DConfig:
         return cls(**kw)
 
 
+def _act(x: jax.Array) -> jax.Array:
+    """SiLU (swish): no dead units (ReLU decoders die when the output must shift to the data's mean)."""
+    return jax.nn.silu(x)
+
+
 def _conv(cin: int, cout: int, k: int, rngs: nnx.Rngs) -> nnx.Conv:
     """Stride-1 ``k^3`` convolution with SAME padding."""
     return nnx.Conv(
@@ -192,14 +197,14 @@ def _seq(mods: list) -> Any:
 
 
 class ResBlock3D(nnx.Module):
-    """``x + conv1(relu(conv3(relu(x))))`` (the VQ-VAE residual block), channels preserved."""
+    """``x + conv1(act(conv3(act(x))))`` (the VQ-VAE residual block, SiLU activations), channels preserved."""
 
     def __init__(self, channels: int, hidden: int, rngs: nnx.Rngs):
         self.conv1 = _conv(channels, hidden, 3, rngs)
         self.conv2 = _conv(hidden, channels, 1, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return x + self.conv2(jax.nn.relu(self.conv1(jax.nn.relu(x))))
+        return x + self.conv2(_act(self.conv1(_act(x))))
 
 
 class Encoder3D(nnx.Module):
@@ -224,12 +229,12 @@ class Encoder3D(nnx.Module):
         self.proj = _conv(cin, cfg.code_dim, 1, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = jax.nn.relu(self.stem(x))
+        h = _act(self.stem(x))
         for d, c in zip(self.downs, self.convs):
-            h = jax.nn.relu(c(jax.nn.relu(d(h))))
+            h = _act(c(_act(d(h))))
         for r in self.res:
             h = r(h)
-        return self.proj(jax.nn.relu(h))
+        return self.proj(_act(h))
 
 
 class Decoder3D(nnx.Module):
@@ -260,7 +265,7 @@ class Decoder3D(nnx.Module):
         for r in self.res:
             h = r(h)
         for c, u in zip(self.convs, self.ups):
-            h = jax.nn.relu(u(jax.nn.relu(c(jax.nn.relu(h)))))
+            h = _act(u(_act(c(_act(h)))))
         return self.out(h)
 
 
