@@ -31,7 +31,7 @@ from faiser.codecs.moments import maxwellian, moments
 from faiser.codecs.reference import sparse_nbytes
 from faiser.codecs.registry import get_codec
 from faiser.data.sparse_blocks import VelocityMesh, dense_to_sparse, sparse_to_dense
-from faiser.errors import ConfigError
+from faiser.errors import ConfigError, FaiserError
 
 DEFAULTS: dict[str, Any] = {
     "cases": "shock,khi",
@@ -212,7 +212,7 @@ def bench_codecs(out: str | os.PathLike, overrides: dict[str, Any] | None = None
         for label, name, settings in _configs(names, s, min(mesh.nv)):
             try:
                 row = _run_one(label, name, settings, train, test, mesh, Bt, fm, sparse_per_vdf, s)
-            except ImportError as exc:  # pragma: no cover - optional extras missing
+            except (ImportError, FaiserError) as exc:  # an optional extra missing, or a set too small to train on
                 row = {"label": label, "codec": name, "skipped": str(exc)}
             row["set"] = set_name
             results.append(row)

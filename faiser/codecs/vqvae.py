@@ -119,7 +119,10 @@ class VqvaeCodec(Codec):
         s = self.settings
         x = self._inputs(f, mesh, m)
         dev = make_mesh(s.devices or None)
-        bs = s.batch_size
+        nd = dev.shape["data"]
+        bs = min(s.batch_size, len(x) // nd * nd)  # small training sets: a smaller batch, still divisible
+        if bs < 1:
+            raise CodecError(f"vqvae needs at least {nd} training VDFs (one per device), got {len(x)}")
         cfg = VQVAETrainConfig(steps=s.steps, batch_size=bs, lr=s.lr, signal_weight=s.signal_weight, seed=s.seed)
         res = train_vqvae(x, self.model_config(), cfg, mesh=dev, progress=progress)
         self.history = {k: np.asarray(v).tolist() for k, v in res.history.items() if k in ("loss", "recon", "usage")}
