@@ -16,11 +16,13 @@ acceleration (a per-cell map) runs block-locally without communication. What cro
   the ion density, bulk velocity, charge flux and ``q/m`` weight), they are all-gathered and every
   device solves the fields of the whole domain (periodic FFT Poisson solve; hybrid: the
   constrained-transport Faraday/Ohm subcycles on the face-staggered B in ``State.aux``, which is
-  replicated), then keeps the E and B of its own block. The moments are ``4 + 3 * 3`` numbers per
-  spatial cell against ``nvx * nvy * nvz`` (typically 10^4 - 10^5) values of ``f``: the gather
-  moves far less than one halo of ``f`` and the replicated solve costs a few percent of a step
-  (``field_solver_share`` of ``faiser bench stepper``), while it keeps the field solvers, their
-  global FFTs, subcycle counts and boundary closures untouched and identical to one domain.
+  replicated), then keeps the E and B of its own block. The moments (1 electrostatic, 8 hybrid)
+  plus E and B are at most 14 numbers per spatial cell against ``nvx * nvy * nvz`` (typically
+  10^4 - 10^5) values of ``f``: the gather moves far less than one halo of ``f``, and the
+  replicated solve costs 0.5-1.2 % of a CPU step (``field_solver_share`` of ``faiser bench
+  stepper``) while it keeps the field solvers, their global FFTs, subcycle counts and boundary
+  closures untouched and identical to one domain. (On a GPU the small hybrid field kernels take
+  28-84 % of a step; there a decomposed field solver would be the next step.)
 * **sums** (mass lost from the velocity box, mass removed by the sparsity threshold): ``psum``.
 
 Diagnostics and outputs run on the global (sharded) arrays under ``jax.jit``; XLA partitions them.
