@@ -79,6 +79,17 @@ def _inverse(y: np.ndarray, s: MlpSettings) -> np.ndarray:
     return np.where(y > np.log10(s.floor) + 1e-3, 10.0**y, 0.0)
 
 
+def _padded(a: np.ndarray, n: int) -> np.ndarray:
+    """``a`` padded (repeating its last row) to the next power of two, at most ``n`` rows: few compiled
+    shapes, little wasted work."""
+    if len(a) == 0:
+        return a
+    n = min(n, 1 << (len(a) - 1).bit_length())
+    if len(a) >= n:
+        return a
+    return np.concatenate([a, np.repeat(a[-1:], n - len(a), axis=0)])
+
+
 class MlpCodec(Codec):
     """Per-VDF Fourier-feature MLP weights (see the module docstring)."""
 
@@ -110,8 +121,8 @@ class MlpCodec(Codec):
         out = []
         for lo in range(0, f.shape[0], s.batch):
             w = window_features(f[lo : lo + s.batch], mesh, m[lo : lo + s.batch], s.window, s.width, s.window_mode)
-            y = _forward(w, s).astype(np.float32)
-            out.append(np.asarray(fit_mlp(y, coords, cfg, seed=s.seed)))
+            y = _padded(_forward(w, s).astype(np.float32), s.batch)
+            out.append(np.asarray(fit_mlp(y, coords, cfg, seed=s.seed))[: len(w)])
         weights = np.concatenate(out) if out else np.zeros((0, cfg.n_params), np.float32)
         try:
             stored = export_weights(weights, s.weight_dtype)
@@ -133,7 +144,8 @@ class MlpCodec(Codec):
         coords = self._coords()
         out = np.empty(enc.shape, dtype=np.float64)
         for lo in range(0, enc.n_vdfs, s.batch):
-            y = np.asarray(eval_mlp(import_weights(w[lo : lo + s.batch]), coords, cfg), dtype=np.float64)
+            wb = import_weights(w[lo : lo + s.batch])
+            y = np.asarray(eval_mlp(_padded(wb, s.batch), coords, cfg), dtype=np.float64)[: len(wb)]
             win = _inverse(y, s).reshape(-1, n, n, n)
             out[lo : lo + s.batch] = window_to_mesh(win, enc.mesh, m[lo : lo + s.batch], s.width, s.window_mode)
         return out

@@ -24,6 +24,7 @@ import numpy as np
 
 from faiser.codecs.base import Codec, LossySettings
 from faiser.codecs.container import Stream
+from faiser.codecs.mlp import _padded
 from faiser.codecs.pca import window_features, window_to_mesh
 from faiser.errors import CodecError, CompressedFileError
 
@@ -162,7 +163,7 @@ class VqvaeCodec(Codec):
     def _encode(self, f, mesh, m):
         enc, _ = self._inference()
         x = self._inputs(f, mesh, m)
-        idx = [np.asarray(enc(x[lo : lo + 256])) for lo in range(0, len(x), 256)]
+        idx = [np.asarray(enc(_padded(x[lo : lo + 256], 256)))[: len(x[lo : lo + 256])] for lo in range(0, len(x), 256)]
         L = self.settings.latent
         idx = np.concatenate(idx) if idx else np.zeros((0, L, L, L), np.int32)
         return {"indices": Stream(idx.astype(np.uint16), "payload", "lzma")}, {}
@@ -175,7 +176,8 @@ class VqvaeCodec(Codec):
         idx = enc.streams["indices"].data
         if idx.shape != (enc.n_vdfs, L, L, L) or (idx.size and int(idx.max()) >= self.settings.codebook_size):
             raise CompressedFileError(f"vqvae indices have shape {idx.shape} or values outside the codebook")
-        x = [np.asarray(dec(idx[lo : lo + 256].astype(np.int32))) for lo in range(0, len(idx), 256)]
+        x = [np.asarray(dec(_padded(idx[lo : lo + 256].astype(np.int32), 256)))[: len(idx[lo : lo + 256])]
+             for lo in range(0, len(idx), 256)]
         x = np.concatenate(x) if x else np.zeros((0, self.settings.window) * 3)
         return self._outputs(x, enc.mesh, m)
 
