@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, nargs="+", help="datasets / run directories / VLSV files")
     t.add_argument("--out", required=True, help="model directory")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="codec setting or max_vdfs/seed")
+    t.add_argument("--resume", action="store_true", help="continue from the newest training checkpoint in --out")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     c = sub.add_parser("compress", help="compress the VDFs of a VLSV file or dataset snapshot")
@@ -153,7 +154,8 @@ def _codec_command(args) -> int:
     from faiser.config import parse_overrides
 
     if args.command == "train-codec":
-        info = commands.train_codec(args.codec, args.data, args.out, parse_overrides(args.set), not args.quiet)
+        info = commands.train_codec(args.codec, args.data, args.out, parse_overrides(args.set), not args.quiet,
+                                    resume=args.resume)
         print(f"{info['codec']} model {info['model_id']} ({info['model_bytes']} bytes, {info['n_train_vdfs']} "
               f"training VDFs) in {info['model_dir']}")
     elif args.command == "compress":

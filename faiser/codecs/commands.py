@@ -11,7 +11,7 @@ from faiser.codecs.io import compress_file, decompress_file, load_vdfs
 from faiser.codecs.registry import codec_class, get_codec
 from faiser.errors import CodecError
 
-DATA_KEYS = {"max_vdfs": int, "seed": int, "population": str, "snapshot": int}
+DATA_KEYS = {"max_vdfs": int, "seed": int, "population": str, "snapshot": int, "checkpoint_every": int}
 
 
 def split_settings(codec_name: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -30,10 +30,26 @@ def split_settings(codec_name: str, overrides: dict[str, Any]) -> tuple[dict[str
 
 
 def train_codec(codec_name: str, data_paths: list[str], out: str, overrides: dict[str, Any],
-                progress: bool = True) -> dict[str, Any]:
-    """Fit codec ``codec_name`` on VDFs from ``data_paths`` and save it to ``out``; returns a summary."""
+                progress: bool = True, resume: bool = False) -> dict[str, Any]:
+    """Fit codec ``codec_name`` on VDFs from ``data_paths`` and save it to ``out``; returns a summary.
+
+    ``--set checkpoint_every=N`` (VQ-VAE) checkpoints the training under ``out/checkpoints``;
+    ``resume`` continues from the newest valid one (a run killed at any moment ends with the same model).
+    """
+    from pathlib import Path
+
     settings, data = split_settings(codec_name, overrides)
     codec = get_codec(codec_name, settings)
+    ckpt = Path(out) / "checkpoints"
+    has_ckpt = ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir())
+    if resume and not has_ckpt:
+        raise CodecError(f"--resume: no training checkpoint in {ckpt}")
+    if has_ckpt and not resume:
+        raise CodecError(f"{ckpt} holds training checkpoints: pass --resume to continue, or choose another --out")
+    if data.get("checkpoint_every") or resume:
+        if not hasattr(codec, "checkpoint_dir"):
+            raise CodecError(f"codec {codec_name!r} trains in one pass and has no training checkpoints")
+        codec.checkpoint_dir, codec.checkpoint_every, codec.resume = ckpt, data.get("checkpoint_every", 0), resume
     f, mesh = load_vdfs(data_paths, max_vdfs=data.get("max_vdfs"), seed=data.get("seed", 0),
                         population=data.get("population"))
     codec.fit(f, mesh, progress=progress)

@@ -79,6 +79,11 @@ class VqvaeCodec(Codec):
         self._arrays: dict[str, np.ndarray] = {}
         self._fns = None
         self.history: dict[str, list] = {}
+        # training checkpoints (not part of the model's identity): set by `faiser train-codec`
+        self.checkpoint_dir = None
+        self.checkpoint_every = 0
+        self.resume = False
+        self.resumed_from = None
         self.model_config()  # validate early
 
     def model_config(self):
@@ -125,7 +130,9 @@ class VqvaeCodec(Codec):
         if bs < 1:
             raise CodecError(f"vqvae needs at least {nd} training VDFs (one per device), got {len(x)}")
         cfg = VQVAETrainConfig(steps=s.steps, batch_size=bs, lr=s.lr, signal_weight=s.signal_weight, seed=s.seed)
-        res = train_vqvae(x, self.model_config(), cfg, mesh=dev, progress=progress)
+        res = train_vqvae(x, self.model_config(), cfg, mesh=dev, progress=progress, checkpoint_dir=self.checkpoint_dir,
+                          checkpoint_every=self.checkpoint_every, resume=self.resume)
+        self.resumed_from = res.resumed_from
         self.history = {k: np.asarray(v).tolist() for k, v in res.history.items() if k in ("loss", "recon", "usage")}
         self._arrays = _flatten({"params": res.state["params"], "codebook": res.state["codebook"]})
         self._fns = None
