@@ -60,9 +60,11 @@ def test_fits_maxwellian_and_two_beams():
     # and the core in linear space within 20% (relative L2 of f; measured ~9%)
     f, fp = 10.0**flat, 10.0**pflat
     assert np.all(np.linalg.norm(fp - f, axis=1) / np.linalg.norm(f, axis=1) < 0.2)
-    # a VDF's fit does not depend on its batch mates
+    # a VDF's fit does not depend on its batch mates (to rounding: on GPUs the batched matmuls round
+    # differently with the batch size, and 300 Adam steps amplify that to ~1e-4 in the weights)
     w1 = fit_mlp(y[1:], c, cfg, seed=0)
-    np.testing.assert_allclose(w1[0], w[1], rtol=1e-4, atol=1e-5)
+    p1 = np.asarray(eval_mlp(w1, c, cfg))[0]
+    np.testing.assert_allclose(p1, pflat[1], atol=1e-3 * np.abs(flat[1]).max())
     # honest: an untrained (1-step) fit is far off, so the bound above is not trivially met
     w0 = fit_mlp(y, c, FourierMLPConfig(steps=1), seed=0)
     p0 = np.asarray(eval_mlp(w0, c, cfg))
