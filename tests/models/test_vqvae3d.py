@@ -34,6 +34,7 @@ def test_shapes_and_real_downsampling(n, stages):
         np.testing.assert_array_equal(out.quant.indices, idx)
 
 
+@jax.default_matmul_precision("highest")  # GPUs default to TF32 matmuls and convolutions
 def test_patch_layers_equal_strided_convolutions():
     dn = ("NDHWC", "DHWIO", "NDHWC")
     x = jax.random.normal(jax.random.key(1), (2, 8, 8, 8, 3))

@@ -61,7 +61,8 @@ def short_runs(data, tmp_path_factory):
     t1 = VQVAETrainer(MODEL, cfg, make_mesh(1))
     r1 = train_vqvae(data, MODEL, cfg, trainer=t1, progress=False, checkpoint_dir=ckpt, checkpoint_every=10)
     r1b = train_vqvae(data, MODEL, cfg, trainer=t1, progress=False)
-    r4 = train_vqvae(data, MODEL, cfg, mesh=make_mesh(4), progress=False)
+    # 4 devices: fake CPU devices (tests/conftest.py); a 1-GPU machine skips the comparison
+    r4 = train_vqvae(data, MODEL, cfg, mesh=make_mesh(4), progress=False) if jax.device_count() >= 4 else None
     return {"cfg": cfg, "t1": t1, "r1": r1, "r1b": r1b, "r4": r4, "ckpt": ckpt}
 
 
@@ -72,7 +73,8 @@ def test_same_seed_identical(short_runs):
 
 
 def test_data_parallel_matches_one_device(short_runs):
-    assert len(jax.devices()) >= 4
+    if short_runs["r4"] is None:
+        pytest.skip(f"needs 4 devices, {jax.device_count()} here ({jax.default_backend()})")
     r1, r4 = short_runs["r1"], short_runs["r4"]
     leaf = jax.tree.leaves(r4.state["params"])[0]
     assert len(leaf.sharding.device_set) == 4 and leaf.sharding.is_fully_replicated
