@@ -9,8 +9,9 @@ plot (ratio vs relative L2, one line per codec, one panel per set).
 Simulation sets: the last state of a short ``shock`` and ``khi`` run (3V meshes), thresholded with
 Vlasiator's block sparsity (``sparse_rel`` times the largest f of the run) so the reference is what
 Vlasiator would store; split into near-Maxwellian (``eps_M < eps_split``) and non-Maxwellian VDFs.
-Trainable codecs are fitted on a random half of a set and evaluated on the other half (the held-out
-VDFs are the ones every codec is measured on).
+Trainable codecs are fitted on the VDFs of the run's earlier snapshots (every ``history_every``
+steps, at most ``max_train``) and every codec is measured on the last state; for a VLSV file they
+are fitted on a random half of its VDFs and measured on the other half.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ DEFAULTS: dict[str, Any] = {
     "khi": "nx=12,ny=12,nv=24,nv_z=0,t_end=60",
     "vqvae_steps": 600,
     "mlp_steps": 300,
+    "history_every": 20,
+    "max_train": 4000,
 }
 
 
@@ -73,24 +76,35 @@ def _kv(s: str) -> dict[str, str]:
     return out
 
 
-def _simulated_set(case: str, overrides: dict[str, str], sparse_rel: float):
+def _simulated_set(case: str, overrides: dict[str, str], sparse_rel: float, history_every: int):
+    """VDFs of the run's last state (the test set), its B, and the VDFs of earlier snapshots (training)."""
+    import tempfile
+
+    from faiser.data.dataset import open_dataset
     from faiser.simulation import simulate
 
-    res = simulate(case, overrides, None, progress=False)
-    g = res.grid
-    if min(g.nv) < 4:
-        raise ConfigError(f"bench codecs needs 3V meshes; {case} has nv={g.nv} (set nv_z=0 for khi)")
-    f = np.asarray(res.state.f[0], dtype=np.float32).reshape(-1, *g.nv)
-    B = np.broadcast_to(np.asarray(res.state.B, dtype=np.float64), (*g.nx, 3)).reshape(-1, 3)
-    mesh = VelocityMesh(g.nv, g.v_min, g.v_max)
-    return _vlasiator_sparsity(f, mesh, sparse_rel), mesh, B
+    with tempfile.TemporaryDirectory() as tmp:
+        res = simulate(case, overrides, tmp, progress=False, save_every=history_every if history_every > 0 else None)
+        g = res.grid
+        if min(g.nv) < 4:
+            raise ConfigError(f"bench codecs needs 3V meshes; {case} has nv={g.nv} (set nv_z=0 for khi)")
+        mesh = VelocityMesh(g.nv, g.v_min, g.v_max)
+        f = np.asarray(res.state.f[0], dtype=np.float32).reshape(-1, *g.nv)
+        B = np.broadcast_to(np.asarray(res.state.B, dtype=np.float64), (*g.nx, 3)).reshape(-1, 3)
+        hist = np.zeros((0, *g.nv), np.float32)
+        if history_every > 0:
+            ds = open_dataset(tmp)
+            if len(ds) > 1:
+                hist = np.asarray(ds.f(ds.species[0].name, time=slice(0, len(ds) - 1)), np.float32).reshape(-1, *g.nv)
+    top = float(f.max())
+    return _vlasiator_sparsity(f, mesh, sparse_rel, top), mesh, B, _vlasiator_sparsity(hist, mesh, sparse_rel, top)
 
 
-def _vlasiator_sparsity(f: np.ndarray, mesh: VelocityMesh, sparse_rel: float) -> np.ndarray:
-    """What Vlasiator stores: blocks with a cell >= threshold plus neighbours; the rest is 0."""
-    if sparse_rel <= 0:
+def _vlasiator_sparsity(f: np.ndarray, mesh: VelocityMesh, sparse_rel: float, top: float) -> np.ndarray:
+    """What Vlasiator stores: blocks with a cell >= ``sparse_rel * top`` plus neighbours; the rest is 0."""
+    if sparse_rel <= 0 or len(f) == 0:
         return np.maximum(f, 0)
-    sb = dense_to_sparse(np.maximum(f, 0), mesh, sparse_rel * float(f.max()), dtype=np.float32)
+    sb = dense_to_sparse(np.maximum(f, 0), mesh, sparse_rel * top, dtype=np.float32)
     return sparse_to_dense(sb, dtype=np.float32)
 
 
@@ -176,17 +190,20 @@ def bench_codecs(out: str | os.PathLike, overrides: dict[str, Any] | None = None
     for case in filter(None, (c.strip() for c in str(s["cases"]).split(","))):
         if case not in ("shock", "khi"):
             raise ConfigError(f"bench codecs cases are shock and khi, not {case!r}")
-        f, mesh, B = _simulated_set(case, _kv(s[case]), float(s["sparse_rel"]))
+        f, mesh, B, hist = _simulated_set(case, _kv(s[case]), float(s["sparse_rel"]), int(s["history_every"]))
         keep = f.reshape(len(f), -1).sum(axis=1) > 0
         f, B = f[keep], B[keep]
+        hist = hist[hist.reshape(len(hist), -1).sum(axis=1) > 0]
+        if len(hist) > int(s["max_train"]):
+            hist = hist[np.sort(rng.choice(len(hist), int(s["max_train"]), replace=False))]
         e = eps_m(f, mesh)
         split = float(s["eps_split"])
         for tag, sel in (("near_maxwellian", e < split), ("non_maxwellian", e >= split)):
             if sel.sum() >= 4:
-                sets[f"{case}/{tag}"] = (f[sel], mesh, B[sel], e[sel])
+                sets[f"{case}/{tag}"] = (f[sel], mesh, B[sel], e[sel], hist if len(hist) >= 8 else None)
     for p in filter(None, (x.strip() for x in str(s["vlsv"]).split(";"))):
         f, mesh, B = _vlsv_set(p)
-        sets[f"vlsv:{Path(p).name}"] = (f, mesh, B, eps_m(f, mesh))
+        sets[f"vlsv:{Path(p).name}"] = (f, mesh, B, eps_m(f, mesh), None)
     if not sets:
         raise ConfigError("no VDF set to benchmark (check cases, vlsv and eps_split)")
     results, info = [], {}
@@ -195,18 +212,23 @@ def bench_codecs(out: str | os.PathLike, overrides: dict[str, Any] | None = None
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc="bench codecs", unit="set")
-    for set_name, (f, mesh, B, e) in it:
+    for set_name, (f, mesh, B, e, hist) in it:
         max_vdfs = int(s["max_vdfs"])
         if len(f) > max_vdfs:
             idx = np.sort(rng.choice(len(f), max_vdfs, replace=False))
             f, B, e = f[idx], None if B is None else B[idx], e[idx]
-        perm = rng.permutation(len(f))
-        half = max(1, len(f) // 2)
-        train, test = f[perm[:half]], f[perm[half:]] if len(f) > 1 else f
-        Bt = None if B is None else B[perm[half:]]
+        if hist is not None:  # train on the run's earlier snapshots, test on its last state
+            train, test, Bt = hist, f, B
+        else:  # a VLSV file: train on a random half, test on the other
+            perm = rng.permutation(len(f))
+            half = max(1, len(f) // 2)
+            train, test = f[perm[:half]], f[perm[half:]] if len(f) > 1 else f
+            Bt = None if B is None else B[perm[half:]]
+            e = e[perm[half:]] if len(f) > 1 else e
         sparse_per_vdf = sparse_nbytes(test, mesh) / len(test)
         fm = maxwellian(moments(test, mesh), mesh, dtype=np.float64)
-        info[set_name] = {"n_vdfs": int(len(f)), "n_test": int(len(test)), "mesh": mesh.to_json(),
+        info[set_name] = {"n_vdfs": int(len(f)), "n_test": int(len(test)), "n_train": int(len(train)),
+                          "mesh": mesh.to_json(),
                           "eps_m_mean": float(e.mean()), "eps_m_min": float(e.min()), "eps_m_max": float(e.max()),
                           "sparse_bytes_per_vdf": sparse_per_vdf, "dense_float32_bytes_per_vdf": test[0].size * 4}
         for label, name, settings in _configs(names, s, min(mesh.nv)):
