@@ -21,9 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
-import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,61 +32,21 @@ from faiser.atomic import atomic_path, atomic_write_text
 from faiser.codecs.container import Section, Stream
 from faiser.codecs.moments import maxwellian, moments
 from faiser.codecs.restoration import restore_moments
+from faiser.config import apply_overrides
 from faiser.data.sparse_blocks import VelocityMesh
-from faiser.errors import CodecError, CompressedFileError
+from faiser.errors import CodecError, CompressedFileError, ConfigError
 
 MODEL_FORMAT = 1
 
 
 def coerce_settings(cls: type, values: Mapping[str, Any] | None, where: str = "codec") -> Any:
     """Build the frozen dataclass ``cls`` from ``values`` (strings from ``--set`` are converted)."""
-    values = dict(values or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    out = {}
-    for k, v in values.items():
-        if k not in fields:
-            raise CodecError(f"unknown {where} setting {k!r} (known: {', '.join(sorted(fields))})")
-        out[k] = _convert(v, hints[k], f"{where} setting {k}")
     try:
-        return cls(**out)
-    except (TypeError, ValueError) as e:
+        return apply_overrides(cls(), dict(values or {}))
+    except ConfigError as e:
+        raise CodecError(f"{where} settings: {e}") from None
+    except (TypeError, ValueError) as e:  # a __post_init__ check
         raise CodecError(f"bad {where} settings: {e}") from None
-
-
-def _convert(v: Any, tp: Any, what: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin is typing.Union or str(origin) == "types.UnionType":
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if v is None or (isinstance(v, str) and v.lower() == "none"):
-            return None
-        tp = args[0]
-    try:
-        if tp is bool:
-            if isinstance(v, str):
-                if v.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if v.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(v)
-            return bool(v)
-        if tp is int:
-            if isinstance(v, float) and not v.is_integer():
-                raise ValueError(v)
-            return int(v)
-        if tp is float:
-            x = float(v)
-            if not math.isfinite(x):
-                raise ValueError(v)
-            return x
-        if tp is str:
-            return str(v)
-        if typing.get_origin(tp) is tuple:
-            items = v.split(",") if isinstance(v, str) else list(v)
-            return tuple(_convert(x, typing.get_args(tp)[0], what) for x in items)
-    except (TypeError, ValueError):
-        raise CodecError(f"{what}: cannot use {v!r} as {getattr(tp, '__name__', tp)}") from None
-    return v
 
 
 @dataclasses.dataclass
