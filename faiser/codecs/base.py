@@ -37,6 +37,7 @@ from faiser.data.sparse_blocks import VelocityMesh
 from faiser.errors import CodecError, CompressedFileError, ConfigError
 
 MODEL_FORMAT = 1
+RUNTIME_SETTINGS = ("devices",)  # how a codec runs, not what it computes: not part of a model's identity
 
 
 def coerce_settings(cls: type, values: Mapping[str, Any] | None, where: str = "codec") -> Any:
@@ -159,9 +160,11 @@ class Codec:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.settings).items()}
 
     def model_id(self) -> str:
-        """SHA-256 (hex, 16 chars) of the codec name, settings and model arrays."""
+        """SHA-256 (hex, 16 chars) of the codec name, settings (but runtime-only ones such as
+        ``devices``) and model arrays."""
         h = hashlib.sha256()
-        h.update(json.dumps({"codec": self.name, "settings": self.settings_json}, sort_keys=True).encode())
+        ident = {k: v for k, v in self.settings_json.items() if k not in RUNTIME_SETTINGS}
+        h.update(json.dumps({"codec": self.name, "settings": ident}, sort_keys=True).encode())
         for k, a in sorted(self.model_arrays().items()):
             h.update(k.encode())
             h.update(np.ascontiguousarray(a).tobytes())

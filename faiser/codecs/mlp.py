@@ -28,7 +28,8 @@ from faiser.errors import CodecError, CompressedFileError
 class MlpSettings(LossySettings):
     """Window (``window`` cells per axis, ``width`` thermal speeds), log floor (dimensionless f),
     weight dtype, batch of VDFs fitted together, and the MLP: ``n_freq``, ``sigma``, ``hidden``,
-    ``depth``, ``steps``, ``lr``, ``n_samples``, ``seed``."""
+    ``depth``, ``steps``, ``lr``, ``n_samples``, ``seed``; ``devices``: fit the VDFs of a batch
+    data-parallel over this many devices (0: all; the batch is sharded over the ``data`` axis)."""
 
     fallback: bool = True
     window: int = 24
@@ -47,6 +48,7 @@ class MlpSettings(LossySettings):
     n_samples: int = 4096
     level_weight: float = 0.0
     seed: int = 0
+    devices: int = 1
 
     def __post_init__(self):
         if self.window < 4 or self.width <= 0 or not 0 < self.floor < 1 or self.batch < 1:
@@ -57,6 +59,8 @@ class MlpSettings(LossySettings):
             raise ValueError("window_mode must be crop or thermal")
         if self.scale not in ("sqrt", "linear", "log"):
             raise ValueError("scale must be sqrt, linear or log")
+        if self.devices < 0:
+            raise ValueError("devices must be >= 0 (0: all)")
 
 
 _PEAK = (2 * np.pi) ** 1.5  # 1 / peak of the dimensionless unit Maxwellian
@@ -107,6 +111,22 @@ class MlpCodec(Codec):
         except Exception as e:  # ConfigError from the model
             raise CodecError(f"bad mlp settings: {e}") from None
 
+    def _place(self, y: np.ndarray):
+        """``y`` as is on one device, else padded to a multiple of the devices and sharded over ``data``
+        (each VDF's fit is independent: the vmapped fit partitions along the batch)."""
+        if self.settings.devices == 1:
+            return y
+        import jax
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        from faiser.parallel.mesh import DATA, make_mesh
+
+        mesh = make_mesh(self.settings.devices or None, (DATA,))
+        nd = mesh.shape[DATA]
+        if len(y) % nd:
+            y = np.concatenate([y, np.repeat(y[-1:], nd - len(y) % nd, axis=0)])
+        return jax.device_put(y, NamedSharding(mesh, PartitionSpec(DATA)))
+
     def _coords(self):
         from faiser.models.fourier_mlp import grid_coords
 
@@ -121,7 +141,7 @@ class MlpCodec(Codec):
         out = []
         for lo in range(0, f.shape[0], s.batch):
             w = window_features(f[lo : lo + s.batch], mesh, m[lo : lo + s.batch], s.window, s.width, s.window_mode)
-            y = _padded(_forward(w, s).astype(np.float32), s.batch)
+            y = self._place(_padded(_forward(w, s).astype(np.float32), s.batch))
             out.append(np.asarray(fit_mlp(y, coords, cfg, seed=s.seed))[: len(w)])
         weights = np.concatenate(out) if out else np.zeros((0, cfg.n_params), np.float32)
         try:

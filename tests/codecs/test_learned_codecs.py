@@ -83,3 +83,20 @@ def test_mlp_codec_fits_each_vdf(data):
     assert rel < 0.5 * rel_m  # the fitted MLPs beat the Maxwellian of the same moments on beam VDFs
     # same seed, same weights
     np.testing.assert_array_equal(get_codec("mlp", kw).encode(test, mesh).streams["weights"].data, w)
+
+
+def test_mlp_fits_data_parallel_over_4_devices(data):
+    import jax
+
+    if jax.device_count() < 4:
+        pytest.skip(f"needs 4 devices, {jax.device_count()} here")
+    _, test, mesh = data
+    kw = {"window": 16, "hidden": 8, "n_freq": 6, "steps": 60, "fallback": False, "restore": False, "seed": 4}
+    one, four = get_codec("mlp", kw), get_codec("mlp", {**kw, "devices": 4})
+    assert one.model_id() == four.model_id()  # how it runs is not what it computes
+    w1 = one.encode(test, mesh).streams["weights"].data.astype(np.float32)
+    enc4 = four.encode(test, mesh)
+    w4 = enc4.streams["weights"].data.astype(np.float32)
+    np.testing.assert_allclose(w4, w1, rtol=2e-3, atol=2e-3)  # float16 storage: a rounding step apart at most
+    np.testing.assert_allclose(one.decode(enc4), four.decode(enc4))
+
