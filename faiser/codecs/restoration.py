@@ -149,11 +149,38 @@ def restore_moments(
     step = max(1, chunk_bytes // (8 * cells * 6))
     for lo in range(0, N, step):
         hi = min(N, lo + step)
-        out[lo:hi] = _restore_chunk(f[lo:hi], target[lo:hi], mesh, tol, max_iter).astype(dtype)
+        out[lo:hi] = _restore_cropped(f[lo:hi], target[lo:hi], mesh, tol, max_iter).astype(dtype)
     return out
 
 
-def _restore_chunk(f, target, mesh, tol, max_iter):
+def _restore_cropped(f, target, mesh, tol, max_iter):
+    """Restore on the bounding box of the batch's support when that is much smaller than the mesh
+    (large meshes hold VDFs in a few percent of their cells; outside the support the correction keeps
+    zeros anyway). VDFs that need the Maxwellian blend (their support cannot carry the moments) are
+    redone on the whole mesh, where the Maxwellian lives."""
+    pos = np.asarray(f) > 0
+    any_ = [pos.any(axis=tuple(b for b in range(4) if b != a + 1)) for a in range(3)]
+    if not all(x.any() for x in any_):
+        return _restore_chunk(f, target, mesh, tol, max_iter)
+    lo = [int(np.argmax(x)) for x in any_]
+    hi = [len(x) - int(np.argmax(x[::-1])) for x in any_]
+    if np.prod([b - a for a, b in zip(lo, hi)]) > 0.5 * np.prod(mesh.nv):
+        return _restore_chunk(f, target, mesh, tol, max_iter)
+    sub = VelocityMesh(tuple(b - a for a, b in zip(lo, hi)),
+                       tuple(mesh.vmin[d] + lo[d] * mesh.dv[d] for d in range(3)),
+                       tuple(mesh.vmin[d] + hi[d] * mesh.dv[d] for d in range(3)), mesh.wid)
+    box = (slice(None), slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
+    res, ok = _restore_chunk(f[box], target, sub, tol, max_iter, blend=False)
+    out = np.zeros(f.shape)
+    out[box] = res
+    bad = np.flatnonzero(~ok & (target[:, 0] > 0))
+    if bad.size:
+        out[bad] = _restore_chunk(f[bad], target[bad], mesh, tol, max_iter)
+    return out
+
+
+def _restore_chunk(f, target, mesh, tol, max_iter, blend: bool = True):
+    """Restore a batch on ``mesh``; with ``blend=False`` one attempt only, returning ``(f, converged)``."""
     g = np.maximum(np.asarray(f, dtype=np.float64), 0.0)
     g[~np.isfinite(g)] = 0.0
     n_t = target[:, 0]
@@ -166,27 +193,33 @@ def _restore_chunk(f, target, mesh, tol, max_iter):
     out = np.zeros_like(g)
     live = n_t > 0
     fM = None
-    blend = 0.0
     todo = np.flatnonzero(live)
-    for attempt in range(4):
+    converged = ~live
+    for attempt in range(4 if blend else 1):
         if todo.size == 0:
             break
         gg = g[todo]
         if attempt:
             if fM is None:
                 fM = maxwellian(target, mesh, dtype=np.float64)
-            blend = (0.25, 0.75, 1.0)[attempt - 1]
-            gg = (1 - blend) * gg + blend * fM[todo]
+            w = (0.25, 0.75, 1.0)[attempt - 1]
+            gg = (1 - w) * gg + w * fM[todo]
         empty = gg.sum(axis=(1, 2, 3)) <= 0
         if empty.any():
-            if fM is None:
-                fM = maxwellian(target, mesh, dtype=np.float64)
-            gg[empty] = fM[todo[empty]]
+            if not blend:  # nothing to correct here: leave it to the caller's whole-mesh pass
+                gg[empty] = 0.0
+            else:
+                if fM is None:
+                    fM = maxwellian(target, mesh, dtype=np.float64)
+                gg[empty] = fM[todo[empty]]
         uu = [x[todo] for x in u]
         lam, ok = _solve(gg, tmom[todo], uu, mesh.dv3, tol, max_iter)
+        if not blend:
+            ok &= ~empty
         out[todo] = gg * np.exp(_exponent(lam, uu))
+        converged[todo[ok]] = True
         todo = todo[~ok]
-    return out
+    return out if blend else (out, converged)
 
 
 def check_moments(f: np.ndarray, target: np.ndarray, mesh: VelocityMesh) -> float:
