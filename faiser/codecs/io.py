@@ -124,6 +124,9 @@ def compress_file(
                 "input": {"path": str(Path(src)), "spatial": sp.to_json(), "time": vf.time, "timestep": vf.timestep,
                           "populations": pops},
             }
+    if n_vdfs == 0:
+        raise DataError(f"{src}: no VDFs to compress (no population stores velocity blocks; 1V/2V species "
+                        "are written as moments only)")
     counts = write_file(out, header, sections)
     model = codec.model_bytes()
     return {
@@ -277,6 +280,8 @@ def load_vdfs(
                 f = vf.read_vdf(sp, dtype=np.float32)
         else:
             raise DataError(f"{p}: neither a VLSV file nor a faiser dataset")
+        if min(m.nv) < 4:
+            raise DataError(f"{p}: codecs learn from 3V VDFs; this velocity mesh is {tuple(m.nv)}")
         if mesh is None:
             mesh = m
         elif tuple(m.nv) != tuple(mesh.nv) or not np.allclose(m.vmin, mesh.vmin) or not np.allclose(m.vmax, mesh.vmax):

@@ -94,12 +94,16 @@ def test_trained_codec_from_a_dataset_applies_to_vlsv(vlsv, tmp_path, capsys):
 def test_bad_input_exits_2(vlsv, tmp_path, capsys):
     out = tmp_path / "c.fz"
     assert main(["compress", str(vlsv), "--codec", "zfp", "--out", str(out), "--quiet"]) == 0
+    run1v = tmp_path / "landau"  # a 1D1V dataset: its VLSV snapshots hold moments only
+    assert main(["simulate", "landau", "--set", "t_end=0.5", "--quiet", "--out", str(run1v), "--save-every", "5"]) == 0
     cases = [
         ["compress", str(vlsv), "--codec", "nope", "--out", str(out)],
         ["compress", str(vlsv), "--codec", "zfp", "--set", "tolerance=x", "--out", str(out)],
         ["compress", str(tmp_path / "missing.vlsv"), "--codec", "zfp", "--out", str(out)],
         ["compress", str(vlsv), "--codec", "pca", "--out", str(out)],
         ["train-codec", "--codec", "pca", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "m")],
+        ["compress", str(run1v), "--codec", "zfp", "--out", str(tmp_path / "l.fz")],
+        ["train-codec", "--codec", "pca", "--data", str(run1v), "--out", str(tmp_path / "m")],
     ]
     data = out.read_bytes()
     (tmp_path / "trunc.fz").write_bytes(data[: len(data) // 2])
