@@ -39,6 +39,7 @@ class ErrorBoundSettings(LossySettings):
     rate: float = 8.0
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.tolerance > 0:
             raise ValueError("tolerance must be > 0")
 

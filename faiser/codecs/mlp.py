@@ -51,6 +51,7 @@ class MlpSettings(LossySettings):
     devices: int = 1
 
     def __post_init__(self):
+        super().__post_init__()
         if self.window < 4 or self.width <= 0 or not 0 < self.floor < 1 or self.batch < 1:
             raise ValueError("window >= 4, width > 0, 0 < floor < 1 and batch >= 1 are required")
         if self.weight_dtype not in ("float16", "float32"):

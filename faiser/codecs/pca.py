@@ -40,6 +40,7 @@ class PcaSettings(LossySettings):
     batch: int = 512
 
     def __post_init__(self):
+        super().__post_init__()
         if self.window < 2 or self.components < 1 or self.width <= 0 or self.batch < 1:
             raise ValueError("window >= 2, components >= 1, width > 0 and batch >= 1 are required")
         if self.coef_dtype not in ("float16", "float32"):

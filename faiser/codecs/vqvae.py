@@ -58,6 +58,7 @@ class VqvaeSettings(LossySettings):
     devices: int = 0
 
     def __post_init__(self):
+        super().__post_init__()
         if self.window_mode not in ("crop", "thermal"):
             raise ValueError("window_mode must be crop or thermal")
         if self.scale not in ("linear", "sqrt", "log"):

@@ -162,3 +162,20 @@ def test_incremental_pca_matches_exact_pca(train_beams, beams):
     re, ri = exact.decode(exact.encode(f, mesh)), inc.decode(inc.encode(f, mesh))
     e_exact, e_inc = np.linalg.norm(re - f), np.linalg.norm(ri - f)
     assert e_inc < 1.1 * e_exact + 1e-6 * np.linalg.norm(f)
+
+
+def test_raw_fallback_check_still_falls_back(beams, train_beams):
+    f, mesh = beams
+    near_max, _ = make_vdfs(6, nv=24, seed=5, beams=False)
+    x = np.concatenate([f, near_max])
+    c = _codec("pca", {"components": 2, "fallback_check": "raw"}, train_beams)
+    enc = c.encode(x, mesh)
+    flags = np.unpackbits(enc.streams["fallback"].data, count=len(x)).astype(bool)
+    assert flags[len(f):].all()  # the Maxwellians are stored as moments only
+    r = c.decode(enc)
+    assert r.min() >= 0
+    e = moment_errors(moments(x, mesh), moments(r, mesh))
+    assert max(float(v.max()) for v in e.values()) < 1e-6
+    with pytest.raises(CodecError):
+        get_codec("pca", fallback_check="sometimes")
+
