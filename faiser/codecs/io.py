@@ -27,9 +27,9 @@ import numpy as np
 from faiser.codecs.base import Codec, Encoded
 from faiser.codecs.container import Section, Stream, read_file, write_file
 from faiser.codecs.moments import moments
-from faiser.codecs.reference import sparse_nbytes
+from faiser.codecs.reference import nonzero_blocks, sparse_nbytes
 from faiser.codecs.registry import codec_class, get_codec
-from faiser.data.sparse_blocks import SparseBlocks, VelocityMesh, dense_to_sparse
+from faiser.data.sparse_blocks import SparseBlocks, VelocityMesh
 from faiser.errors import CodecError, CompressedFileError, DataError
 
 FIELD_VARIABLES = ("vg_b_vol", "vg_e_vol")
@@ -213,7 +213,9 @@ def decompress_file(
         pop = str(sec.meta.get("population", "proton"))
         meshes[pop] = enc.mesh
         m = moments(f, enc.mesh)
-        per_pop.setdefault(pop, []).append((ids, dense_to_sparse(f, enc.mesh, 0.0, cellids=ids), m))
+        nz = nonzero_blocks(f, enc.mesh, f.dtype)  # only blocks holding a value, as Vlasiator stores them
+        sb = SparseBlocks(enc.mesh, ids.astype(np.uint64), nz.blocks_per_cell, nz.block_ids, nz.values)
+        per_pop.setdefault(pop, []).append((ids, sb, m))
         n_vdfs += enc.n_vdfs
     pops = {}
     for pop, parts in per_pop.items():

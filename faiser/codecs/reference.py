@@ -50,7 +50,7 @@ class SparseCodec(Codec):
         if self.settings.f_min > 0:
             sb = dense_to_sparse(f, mesh, self.settings.f_min, dtype=dtype)
         else:  # keep exactly the blocks with a nonzero cell (no neighbour layer needed for losslessness)
-            sb = _nonzero_blocks(f, mesh, dtype)
+            sb = nonzero_blocks(f, mesh, dtype)
         return {
             "values": Stream(sb.values, "payload"),
             "block_ids": Stream(sb.block_ids.astype(np.uint32), "payload"),
@@ -69,7 +69,8 @@ class SparseCodec(Codec):
             raise CompressedFileError(f"sparse stream inconsistent ({e})") from None
 
 
-def _nonzero_blocks(f: np.ndarray, mesh: VelocityMesh, dtype) -> SparseBlocks:
+def nonzero_blocks(f: np.ndarray, mesh: VelocityMesh, dtype) -> SparseBlocks:
+    """The blocks of ``f`` ``(N, nvx, nvy, nvz)`` that hold a nonzero value (lossless sparse storage)."""
     sb = dense_to_sparse(f, mesh, 0.0, dtype=dtype)
     keep = (sb.values != 0).any(axis=1)
     counts = np.bincount(sb.cell_of_block[keep], minlength=sb.ncells).astype(np.int64)
@@ -81,7 +82,7 @@ def sparse_nbytes(f: np.ndarray, mesh: VelocityMesh, f_min: float = 0.0) -> int:
     if f_min > 0:
         sb = dense_to_sparse(f, mesh, f_min, dtype=np.float32)
     else:
-        sb = _nonzero_blocks(f, mesh, np.dtype(np.float32))
+        sb = nonzero_blocks(f, mesh, np.dtype(np.float32))
     return sb.nbytes
 
 

@@ -48,6 +48,12 @@ def test_compress_decompress_vlsv(vlsv, tmp_path, codec, sets, capsys):
         mesh = a.velocity_mesh("proton")
         if codec == "sparse":
             np.testing.assert_array_equal(fa, fb)
+            # the decoded file stores the blocks that hold values, not the whole velocity mesh
+            from faiser.codecs.reference import nonzero_blocks
+
+            nz = nonzero_blocks(fa, a.velocity_mesh("proton"), fa.dtype)
+            np.testing.assert_array_equal(b.blocks_per_cell("proton"), nz.blocks_per_cell)
+            assert nz.nblocks_total < a.velocity_mesh("proton").num_blocks * len(fa)
         ma, mb = moments(fa, mesh), moments(fb, mesh)
         np.testing.assert_allclose(mb[:, 0], ma[:, 0], rtol=1e-6)  # densities restored exactly
         np.testing.assert_allclose(b.read_variable("proton/vg_rho")[[0, 1, 2, 4, 5, 7]], ma[:, 0], rtol=1e-6)
