@@ -98,3 +98,22 @@ def apply_overrides(config, overrides: Mapping[str, object], ignore: Iterable[st
 def to_json(config) -> dict:
     """JSON-ready dict of a (frozen) dataclass config."""
     return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+class JsonConfig:
+    """``to_json`` / ``from_json`` for frozen dataclass configs (models, training): a JSON-ready dict
+    and back, lists becoming tuples again; unknown keys are a :class:`ConfigError`."""
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict (tuples become lists); :meth:`from_json` inverts it."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, object] | str):
+        """Rebuild from :meth:`to_json` output (a dict or a JSON string)."""
+        if isinstance(d, str):
+            d = json.loads(d)
+        extra = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if extra:
+            raise ConfigError(f"unknown {cls.__name__} keys {sorted(extra)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})

@@ -24,16 +24,14 @@ Shapes: ``log_f`` batches are ``(batch, n, n, n)`` (any cell shape, flattened to
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Mapping
 from functools import partial
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from faiser.config import JsonConfig
 from faiser.errors import ConfigError
 
 __all__ = [
@@ -50,7 +48,7 @@ _ACTS = {"gelu": jax.nn.gelu, "relu": jax.nn.relu, "silu": jax.nn.silu, "tanh": 
 
 
 @dataclasses.dataclass(frozen=True)
-class FourierMLPConfig:
+class FourierMLPConfig(JsonConfig):
     """Architecture and fit settings of the per-VDF Fourier-feature MLP (frozen, JSON-serialisable).
 
     Attributes:
@@ -106,20 +104,6 @@ class FourierMLPConfig:
         """Weights per VDF (``sum (in + 1) * out`` over the layers)."""
         s = self.layer_sizes
         return sum((a + 1) * b for a, b in zip(s[:-1], s[1:]))
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict; :meth:`from_json` inverts it."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any] | str) -> FourierMLPConfig:
-        """Rebuild from :meth:`to_json` output (dict or JSON string); unknown keys are an error."""
-        if isinstance(d, str):
-            d = json.loads(d)
-        extra = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if extra:
-            raise ConfigError(f"unknown FourierMLPConfig keys {sorted(extra)}")
-        return cls(**d)
 
 
 def fourier_matrix(config: FourierMLPConfig) -> np.ndarray:

@@ -22,9 +22,8 @@ Inference::
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -32,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from faiser.config import JsonConfig
 from faiser.errors import ConfigError
 from faiser.models.quantizer import QuantizerOutput, VectorQuantizer, get_value, host_normal
 
@@ -39,7 +39,7 @@ __all__ = ["VQVAE3D", "VQVAE3DConfig", "VQVAE3DOutput", "inference_fns"]
 
 
 @dataclasses.dataclass(frozen=True)
-class VQVAE3DConfig:
+class VQVAE3DConfig(JsonConfig):
     """Architecture of :class:`VQVAE3D` (frozen, hashable, JSON-serialisable).
 
     Attributes:
@@ -111,27 +111,6 @@ class VQVAE3DConfig:
     def indices_per_window(self) -> int:
         """Latent indices per window (``latent ** 3``)."""
         return self.latent**3
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples become lists); :meth:`from_json` inverts it."""
-        d = dataclasses.asdict(self)
-        if d["channels"] is not None:
-            d["channels"] = list(d["channels"])
-        return d
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any] | str) -> VQVAE3DConfig:
-        """Rebuild from :meth:`to_json` output (a dict or a JSON string); unknown keys are an error."""
-        if isinstance(d, str):
-            d = json.loads(d)
-        names = {f.name for f in dataclasses.fields(cls)}
-        extra = set(d) - names
-        if extra:
-            raise ConfigError(f"unknown VQVAE3DConfig keys {sorted(extra)}")
-        kw = dict(d)
-        if kw.get("channels") is not None:
-            kw["channels"] = tuple(kw["channels"])
-        return cls(**kw)
 
 
 def _act(x: jax.Array) -> jax.Array:

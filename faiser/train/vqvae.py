@@ -38,7 +38,6 @@ Typical use::
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 import warnings
@@ -53,6 +52,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from faiser.config import JsonConfig
 from faiser.errors import CheckpointError, ConfigError, DistributedError, TrainingError
 from faiser.models.vqvae3d import VQVAE3D, VQVAE3DConfig
 from faiser.parallel.mesh import DATA, make_mesh
@@ -61,7 +61,7 @@ __all__ = ["TrainResult", "VQVAETrainConfig", "VQVAETrainer", "train_vqvae"]
 
 
 @dataclasses.dataclass(frozen=True)
-class VQVAETrainConfig:
+class VQVAETrainConfig(JsonConfig):
     """Optimisation settings of :func:`train_vqvae` (frozen, JSON-serialisable).
 
     Attributes:
@@ -105,20 +105,6 @@ class VQVAETrainConfig:
             raise ConfigError("steps, warmup_steps, restart_every >= 0 and batch_size >= 1 are required")
         if not (self.lr > 0 and 0 <= self.lr_final <= 1 and self.weight_decay >= 0 and self.signal_weight >= 0):
             raise ConfigError("lr > 0, 0 <= lr_final <= 1, weight_decay >= 0 and signal_weight >= 0 are required")
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict; :meth:`from_json` inverts it."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any] | str) -> VQVAETrainConfig:
-        """Rebuild from :meth:`to_json` output (dict or JSON string); unknown keys are an error."""
-        if isinstance(d, str):
-            d = json.loads(d)
-        extra = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if extra:
-            raise ConfigError(f"unknown VQVAETrainConfig keys {sorted(extra)}")
-        return cls(**d)
 
 
 class TrainResult(NamedTuple):
