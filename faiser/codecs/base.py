@@ -325,11 +325,6 @@ class Codec:
         return out
 
 
-def relative_tolerance_scale(f: np.ndarray) -> np.ndarray:
-    """Per-VDF maxima ``(N,)`` (error bounds of ZFP/SZ3 are relative to them)."""
-    return f.reshape(f.shape[0], -1).max(axis=1) if f.size else np.zeros(f.shape[0])
-
-
 def _sq_err(a: np.ndarray, f: np.ndarray) -> np.ndarray:
     """Squared L2 distance per VDF ``(N,)``, in float32 (a comparison, not a reported figure)."""
     d = (np.asarray(a, np.float32) - np.asarray(f, np.float32)).reshape(len(f), -1)

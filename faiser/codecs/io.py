@@ -140,12 +140,6 @@ def compress_file(
     }
 
 
-def codec_for_file(path: str | os.PathLike, model: str | os.PathLike | None = None) -> Codec:
-    """The codec that decodes ``path``: loaded from ``model`` or, for model-free codecs, from the header."""
-    header, _ = read_file(path)
-    return _codec_from_header(header, model, str(path))
-
-
 def _codec_from_header(header: dict, model, where: str) -> Codec:
     try:
         name, settings = header["codec"], header["settings"]

@@ -3,13 +3,13 @@
 Each VDF is cut to a window of ``window^3`` cells around its bulk velocity (mesh cells with
 ``window_mode=crop``, or ``+- width`` thermal speeds with ``thermal``; coordinates in [-1, 1]), made dimensionless
 (``f s_x s_y s_z / n``), scaled (``scale=sqrt`` by default: sqrt(f) keeps the core accurate in L2
-while compressing the dynamic range; ``linear``; or ASTERIX's ``log10 max(w, floor)``, which spends
+while compressing the dynamic range; ``linear``; or ASTERIX's log with a floor, which spends
 the fit on the tails and is 5-10x worse in L2 at equal size here), and fitted by an MLP on
 Fourier features [sin, cos](2 pi B v) (:mod:`faiser.models.fourier_mlp`: all VDFs of a batch at
 once under one compiled ``vmap``; each step sees a random subsample of the cells). Stored per VDF:
 the weights (float16 by default, ``payload``) and the moments (``side``: they place the window
 and drive the restoration). ``B`` is regenerated from its seed, so the codec has no model bytes.
-With ``scale=log``, values at or below the floor decode to 0.
+With ``scale=log``, values at the floor decode to 0 (:func:`faiser.codecs.windows.to_scale`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 
 from faiser.codecs.base import Codec, LossySettings
 from faiser.codecs.container import Stream
-from faiser.codecs.pca import window_features, window_to_mesh
+from faiser.codecs.windows import SCALES, from_scale, pad_batch, to_scale, window_features, window_to_mesh
 from faiser.errors import CodecError, CompressedFileError
 
 
@@ -58,41 +58,10 @@ class MlpSettings(LossySettings):
             raise ValueError("weight_dtype must be float16 or float32")
         if self.window_mode not in ("crop", "thermal"):
             raise ValueError("window_mode must be crop or thermal")
-        if self.scale not in ("sqrt", "linear", "log"):
+        if self.scale not in SCALES:
             raise ValueError("scale must be sqrt, linear or log")
         if self.devices < 0:
             raise ValueError("devices must be >= 0 (0: all)")
-
-
-_PEAK = (2 * np.pi) ** 1.5  # 1 / peak of the dimensionless unit Maxwellian
-
-
-def _forward(w: np.ndarray, s: MlpSettings) -> np.ndarray:
-    """Fit target from dimensionless window values (a Maxwellian peaks at 1 before sqrt/log)."""
-    if s.scale == "sqrt":
-        return np.sqrt(np.maximum(w, 0.0) * _PEAK)
-    if s.scale == "linear":
-        return w * _PEAK
-    return np.log10(np.maximum(w, s.floor))
-
-
-def _inverse(y: np.ndarray, s: MlpSettings) -> np.ndarray:
-    if s.scale == "sqrt":
-        return np.maximum(y, 0.0) ** 2 / _PEAK
-    if s.scale == "linear":
-        return np.maximum(y, 0.0) / _PEAK
-    return np.where(y > np.log10(s.floor) + 1e-3, 10.0**y, 0.0)
-
-
-def _padded(a: np.ndarray, n: int) -> np.ndarray:
-    """``a`` padded (repeating its last row) to the next power of two, at most ``n`` rows: few compiled
-    shapes, little wasted work."""
-    if len(a) == 0:
-        return a
-    n = min(n, 1 << (len(a) - 1).bit_length())
-    if len(a) >= n:
-        return a
-    return np.concatenate([a, np.repeat(a[-1:], n - len(a), axis=0)])
 
 
 class MlpCodec(Codec):
@@ -142,7 +111,7 @@ class MlpCodec(Codec):
         out = []
         for lo in range(0, f.shape[0], s.batch):
             w = window_features(f[lo : lo + s.batch], mesh, m[lo : lo + s.batch], s.window, s.width, s.window_mode)
-            y = self._place(_padded(_forward(w, s).astype(np.float32), s.batch))
+            y = self._place(pad_batch(to_scale(w, s.scale, s.floor).astype(np.float32), s.batch))
             out.append(np.asarray(fit_mlp(y, coords, cfg, seed=s.seed))[: len(w)])
         weights = np.concatenate(out) if out else np.zeros((0, cfg.n_params), np.float32)
         try:
@@ -166,7 +135,7 @@ class MlpCodec(Codec):
         out = np.empty(enc.shape, dtype=np.float64)
         for lo in range(0, enc.n_vdfs, s.batch):
             wb = import_weights(w[lo : lo + s.batch])
-            y = np.asarray(eval_mlp(_padded(wb, s.batch), coords, cfg), dtype=np.float64)[: len(wb)]
-            win = _inverse(y, s).reshape(-1, n, n, n)
+            y = np.asarray(eval_mlp(pad_batch(wb, s.batch), coords, cfg), dtype=np.float64)[: len(wb)]
+            win = from_scale(y, s.scale, s.floor).reshape(-1, n, n, n)
             out[lo : lo + s.batch] = window_to_mesh(win, enc.mesh, m[lo : lo + s.batch], s.width, s.window_mode)
         return out

@@ -19,8 +19,7 @@ import numpy as np
 
 from faiser.codecs.base import Codec, LossySettings
 from faiser.codecs.container import Stream
-from faiser.codecs.moments import thermal_speeds
-from faiser.codecs.windows import from_window, to_window, window_edges
+from faiser.codecs.windows import window_features, window_to_mesh
 from faiser.errors import CodecError, CompressedFileError
 
 
@@ -47,22 +46,6 @@ class PcaSettings(LossySettings):
             raise ValueError("coef_dtype must be float16 or float32")
         if self.window_mode not in ("crop", "thermal"):
             raise ValueError("window_mode must be crop or thermal")
-
-
-def window_features(f: np.ndarray, mesh, m: np.ndarray, n: int, width: float, mode: str = "thermal") -> np.ndarray:
-    """Dimensionless window VDFs ``(N, n, n, n)``: ``f s_x s_y s_z / n`` on the window (see windows.py)."""
-    w = to_window(f, mesh, window_edges(m, mesh, n, width, mode))
-    s = thermal_speeds(m, mesh)
-    scale = np.prod(s, axis=1) / np.where(m[:, 0] > 0, m[:, 0], 1.0)
-    return w * scale[:, None, None, None]
-
-
-def window_to_mesh(w: np.ndarray, mesh, m: np.ndarray, width: float, mode: str = "thermal") -> np.ndarray:
-    """Inverse of :func:`window_features`: dimensionless windows back to VDFs on ``mesh``."""
-    s = thermal_speeds(m, mesh)
-    scale = np.where(m[:, 0] > 0, m[:, 0], 0.0) / np.prod(s, axis=1)
-    edges = window_edges(m, mesh, w.shape[1], width, mode)
-    return from_window(np.maximum(w, 0.0) * scale[:, None, None, None], mesh, edges)
 
 
 class PcaCodec(Codec):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from faiser.codecs.moments import maxwellian, moments
+from faiser.codecs.moments import maxwellian
 from faiser.data.sparse_blocks import VelocityMesh
 
 # exponents (a, b, c) of the 10 basis monomials ux^a uy^b uz^c, in the order of moment rows
@@ -220,11 +220,3 @@ def _restore_chunk(f, target, mesh, tol, max_iter, blend: bool = True):
         converged[todo[ok]] = True
         todo = todo[~ok]
     return out if blend else (out, converged)
-
-
-def check_moments(f: np.ndarray, target: np.ndarray, mesh: VelocityMesh) -> float:
-    """Largest relative moment mismatch of ``f`` against ``target`` (n relative; V, P as in moment_errors)."""
-    from faiser.codecs.moments import moment_errors
-
-    e = moment_errors(target, moments(f, mesh))
-    return float(max(e["n"].max(initial=0), e["V"].max(initial=0), e["P"].max(initial=0)))

@@ -24,11 +24,8 @@ import numpy as np
 
 from faiser.codecs.base import Codec, LossySettings
 from faiser.codecs.container import Stream
-from faiser.codecs.mlp import _padded
-from faiser.codecs.pca import window_features, window_to_mesh
+from faiser.codecs.windows import SCALES, from_scale, pad_batch, to_scale, window_features, window_to_mesh
 from faiser.errors import CodecError, CompressedFileError
-
-_PEAK = (2 * np.pi) ** 1.5  # 1 / peak of the dimensionless unit Maxwellian
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +58,7 @@ class VqvaeSettings(LossySettings):
         super().__post_init__()
         if self.window_mode not in ("crop", "thermal"):
             raise ValueError("window_mode must be crop or thermal")
-        if self.scale not in ("linear", "sqrt", "log"):
+        if self.scale not in SCALES:
             raise ValueError("scale must be linear, sqrt or log")
         if not 0 < self.floor < 1 or self.codebook_size > 65536 or self.devices < 0:
             raise ValueError("0 < floor < 1, codebook_size <= 65536 and devices >= 0 are required")
@@ -101,22 +98,12 @@ class VqvaeCodec(Codec):
     def _inputs(self, f, mesh, m) -> np.ndarray:
         s = self.settings
         w = window_features(f, mesh, m, s.window, s.width, s.window_mode)
-        if s.scale == "linear":  # a Maxwellian's peak is 1: the loss is then the L2 error the codec is judged by
-            return (w * _PEAK).astype(np.float32)
-        if s.scale == "sqrt":
-            return np.sqrt(np.maximum(w, 0.0) * _PEAK).astype(np.float32)
-        return (1.0 - np.log10(np.maximum(w, s.floor)) / np.log10(s.floor)).astype(np.float32)
+        return to_scale(w, s.scale, s.floor).astype(np.float32)
 
     def _outputs(self, x, mesh, m) -> np.ndarray:
         s = self.settings
         x = np.asarray(x, np.float64).reshape(-1, s.window, s.window, s.window)
-        if s.scale == "linear":
-            w = np.maximum(x, 0.0) / _PEAK
-        elif s.scale == "sqrt":
-            w = np.maximum(x, 0.0) ** 2 / _PEAK
-        else:
-            w = np.where(x > 1e-3, 10.0 ** ((1.0 - x) * np.log10(s.floor)), 0.0)
-        return window_to_mesh(w, mesh, m, s.width, s.window_mode)
+        return window_to_mesh(from_scale(x, s.scale, s.floor), mesh, m, s.width, s.window_mode)
 
     # ---- training ---------------------------------------------------------------------------------
     def _fit(self, f, mesh, m, progress):
@@ -171,9 +158,8 @@ class VqvaeCodec(Codec):
     def _encode(self, f, mesh, m):
         enc, _ = self._inference()
         x = self._inputs(f, mesh, m)
-        idx = [np.asarray(enc(_padded(x[lo : lo + 256], 256)))[: len(x[lo : lo + 256])] for lo in range(0, len(x), 256)]
         L = self.settings.latent
-        idx = np.concatenate(idx) if idx else np.zeros((0, L, L, L), np.int32)
+        idx = _batched(enc, x, (L, L, L))
         return {"indices": Stream(idx.astype(np.uint16), "payload", "lzma")}, {}
 
     def _decode(self, enc, m):
@@ -184,9 +170,7 @@ class VqvaeCodec(Codec):
         idx = enc.streams["indices"].data
         if idx.shape != (enc.n_vdfs, L, L, L) or (idx.size and int(idx.max()) >= self.settings.codebook_size):
             raise CompressedFileError(f"vqvae indices have shape {idx.shape} or values outside the codebook")
-        x = [np.asarray(dec(_padded(idx[lo : lo + 256].astype(np.int32), 256)))[: len(idx[lo : lo + 256])]
-             for lo in range(0, len(idx), 256)]
-        x = np.concatenate(x) if x else np.zeros((0, self.settings.window) * 3)
+        x = _batched(dec, idx.astype(np.int32), (self.settings.window,) * 3)
         return self._outputs(x, enc.mesh, m)
 
     # ---- model storage ---------------------------------------------------------------------------
@@ -206,6 +190,13 @@ class VqvaeCodec(Codec):
     def model_meta(self):
         enc_bytes = int(sum(a.nbytes for k, a in self._arrays.items() if "encoder" in k))
         return {"encoder_bytes": enc_bytes, "history": self.history}
+
+
+def _batched(fn, x: np.ndarray, out_shape: tuple[int, ...], size: int = 256) -> np.ndarray:
+    """``fn`` over ``x`` in batches of at most ``size`` rows, padded to few compiled shapes."""
+    chunks = [x[lo : lo + size] for lo in range(0, len(x), size)]
+    out = [np.asarray(fn(pad_batch(c, size)))[: len(c)] for c in chunks]
+    return np.concatenate(out) if out else np.zeros((0, *out_shape), np.float32)
 
 
 def _flatten(tree) -> dict[str, np.ndarray]:

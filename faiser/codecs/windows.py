@@ -133,3 +133,55 @@ def from_window(w: np.ndarray, mesh: VelocityMesh, edges: list[np.ndarray]) -> n
     N = w.shape[0]
     mats = [_resample(edges[a], np.broadcast_to(_mesh_faces(mesh, a), (N, mesh.nv[a] + 1))) for a in range(3)]
     return _apply(np.asarray(w, dtype=np.float64), mats)
+
+
+def window_features(f: np.ndarray, mesh: VelocityMesh, m: np.ndarray, n: int, width: float,
+                    mode: str = "thermal") -> np.ndarray:
+    """Dimensionless window VDFs ``(N, n, n, n)``: ``f s_x s_y s_z / n`` on the window of ``mode``."""
+    w = to_window(f, mesh, window_edges(m, mesh, n, width, mode))
+    s = thermal_speeds(m, mesh)
+    scale = np.prod(s, axis=1) / np.where(m[:, 0] > 0, m[:, 0], 1.0)
+    return w * scale[:, None, None, None]
+
+
+def window_to_mesh(w: np.ndarray, mesh: VelocityMesh, m: np.ndarray, width: float,
+                   mode: str = "thermal") -> np.ndarray:
+    """Inverse of :func:`window_features`: dimensionless windows back to VDFs on ``mesh``."""
+    s = thermal_speeds(m, mesh)
+    scale = np.where(m[:, 0] > 0, m[:, 0], 0.0) / np.prod(s, axis=1)
+    edges = window_edges(m, mesh, w.shape[1], width, mode)
+    return from_window(np.maximum(w, 0.0) * scale[:, None, None, None], mesh, edges)
+
+
+PEAK = (2 * np.pi) ** 1.5  # 1 / peak of the dimensionless unit Maxwellian
+SCALES = ("sqrt", "linear", "log")
+
+
+def to_scale(w: np.ndarray, scale: str, floor: float) -> np.ndarray:
+    """Model targets from dimensionless window values: ``linear`` (a Maxwellian peaks at 1), ``sqrt`` of
+    that, or ``log`` mapped to [0, 1] with a floor (``1 - log10(max(w, floor)) / log10(floor)``)."""
+    if scale == "linear":
+        return w * PEAK
+    if scale == "sqrt":
+        return np.sqrt(np.maximum(w, 0.0) * PEAK)
+    return 1.0 - np.log10(np.maximum(w, floor)) / np.log10(floor)
+
+
+def from_scale(y: np.ndarray, scale: str, floor: float) -> np.ndarray:
+    """Inverse of :func:`to_scale`; negative values, and log values at the floor, become 0."""
+    if scale == "linear":
+        return np.maximum(y, 0.0) / PEAK
+    if scale == "sqrt":
+        return np.maximum(y, 0.0) ** 2 / PEAK
+    return np.where(y > 1e-3, 10.0 ** ((1.0 - y) * np.log10(floor)), 0.0)
+
+
+def pad_batch(a: np.ndarray, n: int) -> np.ndarray:
+    """``a`` padded (repeating its last row) to the next power of two, at most ``n`` rows: few compiled
+    shapes for jitted models, little wasted work."""
+    if len(a) == 0:
+        return a
+    n = min(n, 1 << (len(a) - 1).bit_length())
+    if len(a) >= n:
+        return a
+    return np.concatenate([a, np.repeat(a[-1:], n - len(a), axis=0)])
