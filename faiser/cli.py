@@ -72,6 +72,23 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True, help="output .vlsv file")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    tl = sub.add_parser("train-latent", help="train the latent solver (6D VQ-VAE + propagator) on trajectory datasets")
+    tl.add_argument("--data", required=True, nargs="+", help="run directories / datasets / sweep roots of one case")
+    tl.add_argument("--out", required=True, help="model directory")
+    tl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="LatentTrainConfig key")
+    tl.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    r = sub.add_parser("rollout", help="advance a case in latent space; writes the same files as simulate")
+    r.add_argument("case", help="the case the model was trained on (e.g. shock)")
+    r.add_argument("--model", required=True, help="model directory (faiser train-latent)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a case config key; mass=conserve|decoded|auto")  # fmt: skip
+    r.add_argument("--config", help="JSON config file (keys as for --set)")
+    r.add_argument("--out", required=True, help="output directory")
+    r.add_argument("--save-every", type=int)
+    r.add_argument("--vlsv-every", type=int)
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
     b = sub.add_parser("bench", help="benchmarks that print JSON")
     b.add_argument("what", choices=["stepper", "codecs", "latent", "loader"])
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -167,6 +184,37 @@ def _codec_command(args) -> int:
     return 0
 
 
+def _train_latent(args) -> int:
+    from faiser.config import apply_overrides, parse_overrides
+    from faiser.train.latent import LatentTrainConfig, train_latent_files
+
+    cfg = apply_overrides(LatentTrainConfig(), parse_overrides(args.set))
+    m = train_latent_files(args.data, args.out, cfg, progress=not args.quiet)
+    h = m.meta["history"]
+    print(
+        f"latent model for {m.meta['case']} ({len(m.meta['runs'])} runs, D={m.steps_per_latent} steps per latent "
+        f"step): VQ-VAE loss {h['vqvae'].get('loss', [0, 0])[-1]:.4g}, propagator loss "
+        f"{h['propagator'].get('loss', [0, 0])[-1]:.4g}; in {args.out}"
+    )
+    return 0
+
+
+def _rollout(args) -> int:
+    from faiser.config import parse_overrides
+    from faiser.latent.rollout import rollout
+
+    over = parse_overrides(args.set)
+    mass = over.pop("mass", "auto")
+    res = rollout(args.model, args.case, over, args.out, args.config, progress=not args.quiet,
+                  save_every=args.save_every, vlsv_every=args.vlsv_every, mass=mass)  # fmt: skip
+    t = res.timing
+    print(
+        f"{args.case}: {t['latent_steps']} latent steps ({t['steps']} reference steps) to t={t['simulated_time']:g} "
+        f"in {t['wall_s']:.3f} s (+{t['compile_s']:.1f} s compile); outputs in {args.out}"
+    )
+    return 0
+
+
 def _bench(args) -> int:
     from faiser.config import parse_overrides
     from faiser.errors import ConfigError
@@ -182,8 +230,14 @@ def _bench(args) -> int:
 
         bench_loader(args.out, parse_overrides(args.set))
         return 0
+    if args.what == "latent":
+        from faiser.latent.bench import bench_latent
+
+        doc = bench_latent(args.out, parse_overrides(args.set))
+        print(f"bench latent: {len(doc['results'])} results over {len(doc['families'])} families in {args.out}")
+        return 0
     if args.what != "stepper":
-        raise ConfigError(f"bench {args.what} is not available yet in this version of faiser")
+        raise ConfigError(f"bench {args.what} is not available in this version of faiser")
     from faiser.bench import bench_stepper
 
     bench_stepper(args.out, parse_overrides(args.set))
@@ -201,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
             return _inspect(args)
         if args.command in ("train-codec", "compress", "decompress"):
             return _codec_command(args)
+        if args.command == "train-latent":
+            return _train_latent(args)
+        if args.command == "rollout":
+            return _rollout(args)
         if args.command == "bench":
             return _bench(args)
     except FaiserError as e:

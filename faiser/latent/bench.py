@@ -1,0 +1,333 @@
+"""``faiser bench latent``: the latent solver against the reference stepper on held-out initial conditions.
+
+Per family (shock, Landau, KHI; see :data:`FAMILIES`): the reference stepper generates training
+trajectories over a range of one case parameter and held-out runs at parameters between them; the
+latent solver is trained on the former and rolled out from the held-out initial conditions. Both
+write the same files (``simulate`` and ``rollout`` with ``--save-every D``), and the comparison is
+file to file: relative L2 of f, errors of n, V and T per output time, the Pearson correlation of f
+and the correlation time (first time it drops below 0.8), and the conservation drifts.
+
+Variants in the same run, so the value of each training ingredient is visible:
+
+- ``latent``: the propagator trained with the unrolled multi-step loss (and noise/pushforward as set);
+- ``one_step``: the same VQ-VAE, the propagator trained on one-step pairs only;
+- ``linear``: a DMD-like linear propagator fitted by least squares (:mod:`faiser.latent.baselines`);
+- ``persistence``: ``z`` stays constant.
+
+Speed: the reference's and the latent rollout's ``wall_s`` for the same simulated time on the same
+device, both without compilation: once with only the final state decoded (encode once, propagate,
+decode once) and once decoding every latent step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from faiser.atomic import atomic_write_text
+from faiser.config import JsonConfig, apply_overrides
+from faiser.errors import ConfigError
+
+__all__ = ["BenchLatentSettings", "FAMILIES", "bench_latent", "compare_runs"]
+
+# case, base overrides, the varied key and its values (training / held-out), snapshot interval
+FAMILIES: dict[str, dict] = {
+    "shock": {
+        "case": "shock",
+        "base": {"nx": 32, "nv": 16, "downstream": "rankine_hugoniot", "dt": 0.05},
+        "key": "V_left_kms",
+        "train": [(80.0, 50.0, 0.0), (90.0, 50.0, 0.0), (110.0, 50.0, 0.0), (120.0, 50.0, 0.0)],
+        "test": [(85.0, 50.0, 0.0), (105.0, 50.0, 0.0)],
+        "save_every": 10,
+    },
+    "landau": {
+        "case": "landau",
+        "base": {"nx": 32, "nv": 64, "vmax": 6.0, "dt": 0.1, "k": 0.5},
+        "key": "alpha",
+        "train": [0.02, 0.05, 0.1, 0.2],
+        "test": [0.075, 0.15],
+        "save_every": 5,
+    },
+    "khi": {
+        "case": "khi",
+        "base": {"nx": 16, "ny": 16, "nv": 16, "nv_z": 1, "dt": 0.25},
+        "key": "V0_kms",
+        "train": [150.0, 200.0, 250.0, 300.0],
+        "test": [175.0, 275.0],
+        "save_every": 4,
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchLatentSettings(JsonConfig):
+    """``--set`` keys of ``faiser bench latent``.
+
+    families: comma-separated names of :data:`FAMILIES`. horizon: latent steps rolled out (the
+    targets are stated after 100). ae_steps, prop_steps, unroll, noise_std, pushforward: training of
+    the ``latent`` variant (``one_step`` uses the same steps with unroll 1). tiny: shrink grids and
+    runs for smoke tests. work: directory of the runs (default: ``<out stem>_work`` beside the JSON).
+    """
+
+    families: str = "shock,landau,khi"
+    horizon: int = 100
+    ae_steps: int = 1500
+    prop_steps: int = 1500
+    unroll: int = 4
+    noise_std: float = 0.0
+    pushforward: bool = False
+    batch: int = 8
+    tiny: bool = False
+    work: str = ""
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        unknown = [f for f in self.family_names if f not in FAMILIES]
+        if unknown:
+            raise ConfigError(f"unknown families {unknown}; known: {sorted(FAMILIES)}")
+        if self.horizon < 1:
+            raise ConfigError("horizon must be >= 1")
+
+    @property
+    def family_names(self) -> list[str]:
+        return [f.strip() for f in self.families.split(",") if f.strip()]
+
+
+def _family(name: str, s: BenchLatentSettings) -> dict:
+    fam = json.loads(json.dumps(FAMILIES[name]))
+    if s.tiny:
+        fam["base"].update({"shock": {"nx": 16, "nv": 8}, "landau": {"nx": 8, "nv": 16}, "khi": {"nx": 8, "ny": 8, "nv": 8}}[name])
+        fam["train"], fam["test"] = fam["train"][::3], fam["test"][:1]
+    return fam
+
+
+def _overrides(fam: dict, value, t_end: float) -> dict:
+    return {**fam["base"], fam["key"]: tuple(value) if isinstance(value, list | tuple) else value, "t_end": t_end}
+
+
+def _name(value) -> str:
+    v = value if isinstance(value, list | tuple) else [value]
+    return "-".join(f"{x:g}" for x in v)
+
+
+def compare_runs(ref_dir: str | Path, run_dir: str | Path) -> dict:
+    """Errors of the snapshots of ``run_dir`` against those of ``ref_dir`` at the steps both hold.
+
+    Returns lists over time: ``time``, ``l2_f`` (relative L2 of f), ``density`` (relative L2 of the
+    per-cell density), ``velocity`` (RMS error of the bulk velocity over the RMS of the reference's
+    bulk and thermal speeds), ``temperature`` (relative L2), ``correlation`` (Pearson of f), and the
+    ``correlation_time`` (first time below 0.8; None if never within the run).
+    """
+    from faiser.data.dataset import open_dataset
+
+    ref, run = open_dataset(ref_dir), open_dataset(run_dir)
+    sp = run.species_names[0]
+    ref_steps = {int(s): i for i, s in enumerate(ref.steps)}
+    pairs = [(ref_steps[int(s)], j) for j, s in enumerate(run.steps) if int(s) in ref_steps]
+    out = {k: [] for k in ("time", "l2_f", "density", "velocity", "temperature", "correlation")}
+    mass = float(ref.species[0].mass) if hasattr(ref.species[0], "mass") else 1.0
+    for i, j in pairs:
+        a, b = ref.f(sp, time=i).astype(np.float64), run.f(sp, time=j).astype(np.float64)
+        out["time"].append(float(ref.times[i]))
+        out["l2_f"].append(float(np.linalg.norm(b - a) / np.linalg.norm(a)))
+        na, nb = ref.moments(sp, "density", time=i), run.moments(sp, "density", time=j)
+        out["density"].append(float(np.linalg.norm(nb - na) / np.linalg.norm(na)))
+        Va, Vb = ref.moments(sp, "bulk_velocity", time=i), run.moments(sp, "bulk_velocity", time=j)
+        Ta, Tb = ref.moments(sp, "temperature", time=i), run.moments(sp, "temperature", time=j)
+        scale = math.sqrt(float(np.mean(np.sum(Va**2, axis=-1))) + float(np.mean(np.abs(Ta))) / mass)
+        out["velocity"].append(float(math.sqrt(float(np.mean(np.sum((Vb - Va) ** 2, axis=-1)))) / scale))
+        out["temperature"].append(float(np.linalg.norm(Tb - Ta) / np.linalg.norm(Ta)))
+        ca, cb = a.ravel() - a.mean(), b.ravel() - b.mean()
+        out["correlation"].append(float(ca @ cb / max(np.linalg.norm(ca) * np.linalg.norm(cb), 1e-300)))
+    below = [t for t, c in zip(out["time"], out["correlation"]) if c < 0.8]
+    out["correlation_time"] = below[0] if below else None
+    return out
+
+
+def _variants(data, model, cfg, progress):
+    """The four propagators over one trained VQ-VAE: latent, one_step, linear, persistence."""
+    from faiser.latent.baselines import fit_linear_propagator, persistence
+    from faiser.latent.model import LatentModel
+    from faiser.train.latent import encode_all, prepare, train_latent
+
+    one = train_latent(data, dataclasses.replace(cfg, unroll=1, noise_std=0.0, pushforward=False), progress, vqvae=model.vqvae)
+    norm, X, F, C = prepare(data, cfg)
+    R, T = X.shape[:2]
+    Z = encode_all(model.vqvae, X.reshape(R * T, *X.shape[2:]), F.reshape(R * T, *F.shape[2:]))
+    Z = Z.reshape(R, T, *Z.shape[1:])
+    lin = LatentModel(model.vqvae, fit_linear_propagator(Z, C, cfg.stride), norm, model.meta)
+    pers = LatentModel(model.vqvae, persistence(model.propagator.config), norm, model.meta)
+    return {"latent": model, "one_step": one, "linear": lin, "persistence": pers}
+
+
+def _bench_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
+    from faiser.latent.data import load_trajectories
+    from faiser.latent.rollout import rollout
+    from faiser.simulation import simulate
+    from faiser.train.latent import LatentTrainConfig, train_latent
+
+    fam = _family(name, s)
+    case, every = fam["case"], fam["save_every"]
+    from faiser.simulation import resolve_config
+
+    dt = float(resolve_config(case, fam["base"]).dt)
+    D = every  # stride 1: one latent step per snapshot interval
+    t_end = s.horizon * D * dt
+    runs = work / name / "runs"
+    if runs.exists():
+        shutil.rmtree(runs)
+    t0 = time.perf_counter()
+    train_dirs = []
+    for v in fam["train"]:
+        d = runs / f"train-{_name(v)}"
+        simulate(case, _overrides(fam, v, t_end), d, progress=False, save_every=every)
+        train_dirs.append(d)
+    sim_s = time.perf_counter() - t0
+    data = load_trajectories(train_dirs)
+    steps = (10, 10) if s.tiny else (s.ae_steps, s.prop_steps)
+    cfg = LatentTrainConfig(
+        ae_steps=steps[0], prop_steps=steps[1], unroll=min(s.unroll, s.horizon), noise_std=s.noise_std,
+        pushforward=s.pushforward, ae_batch=s.batch, prop_batch=s.batch, seed=s.seed,
+        **({"hidden": 8, "cell_dim": 8, "code_dim": 8, "prop_hidden": 8, "velocity_channels": 4} if s.tiny else {}),
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    model = train_latent(data, cfg, s.progress)
+    variants = _variants(data, model, cfg, s.progress)
+    train_s = time.perf_counter() - t0
+    held = []
+    for v in fam["test"]:
+        over = _overrides(fam, v, t_end)
+        ref_dir = runs / f"test-{_name(v)}"
+        ref = simulate(case, over, ref_dir, progress=False, save_every=D)
+        entry = {"value": v, "variants": {}}
+        for vname, vm in variants.items():
+            out = runs / f"{vname}-{_name(v)}"
+            res = rollout(vm, case, over, out, progress=False, save_every=D)
+            entry["variants"][vname] = {**compare_runs(ref_dir, out), "drift": res.timing["drift"]}
+        # speed: same simulated time, same device, compilation excluded; final state only vs every step
+        quiet = {**over, "diag_every": int(round(t_end / dt))}
+        ref_fast = simulate(case, quiet, None, progress=False)
+        lat_fast = rollout(model, case, quiet, None, progress=False)
+        lat_all = rollout(model, case, over, None, progress=False)
+        entry["timing"] = {
+            "reference_wall_s": ref_fast.timing["wall_s"],
+            "reference_wall_s_with_outputs": ref.timing["wall_s"],
+            "latent_wall_s": lat_fast.timing["wall_s"],
+            "latent_wall_s_decode_every_step": lat_all.timing["wall_s"],
+            "latent_breakdown": {k: lat_fast.timing[k] for k in ("encode_s", "propagate_s", "decode_s")},
+            "speedup": ref_fast.timing["wall_s"] / lat_fast.timing["wall_s"],
+            "speedup_decode_every_step": ref.timing["wall_s"] / lat_all.timing["wall_s"],
+        }
+        entry["ref_dir"], entry["latent_dir"] = str(ref_dir), str(runs / f"latent-{_name(v)}")
+        held.append(entry)
+    return {
+        "family": name, "case": case, "key": fam["key"], "train_values": fam["train"], "base": fam["base"],
+        "steps_per_latent": D, "latent_dt": D * dt, "horizon": s.horizon, "t_end": t_end,
+        "train_config": cfg.to_json(), "simulate_s": sim_s, "train_s": train_s,
+        "model_history": model.meta["history"], "held_out": held,
+    }  # fmt: skip
+
+
+def _summary(fam: dict) -> list[dict]:
+    rows = []
+    for h in fam["held_out"]:
+        for vname, r in h["variants"].items():
+            rows.append({
+                "family": fam["family"], "value": h["value"], "variant": vname, "horizon": fam["horizon"],
+                "l2_f_final": r["l2_f"][-1], "density_final": r["density"][-1], "temperature_final": r["temperature"][-1],
+                "velocity_final": r["velocity"][-1], "correlation_final": r["correlation"][-1],
+                "correlation_time": r["correlation_time"], "l2_f_mean": float(np.mean(r["l2_f"][1:])),
+                "speedup": h["timing"]["speedup"] if vname == "latent" else None,
+            })  # fmt: skip
+    return rows
+
+
+def plot_family(fam: dict, path_stem: Path) -> list[str]:
+    """``<stem>_<family>_errors.png`` (errors vs horizon per variant) and ``<stem>_<family>_density.png``
+    (reference vs latent density: space-time maps for 1D grids, final maps for 2D). Returns the paths."""
+    from matplotlib.figure import Figure
+
+    from faiser.data.dataset import open_dataset
+
+    name = fam["family"]
+    h = fam["held_out"][0]
+    fig = Figure(figsize=(12, 6.5), layout="constrained")
+    axes = fig.subplots(2, 2).ravel()
+    for key, ax, log in (("l2_f", axes[0], True), ("density", axes[1], True), ("correlation", axes[2], False),
+                         ("temperature", axes[3], True)):  # fmt: skip
+        for vname, r in h["variants"].items():
+            t = np.asarray(r["time"][1:]) / fam["latent_dt"]
+            y = np.asarray(r[key][1:])
+            (ax.semilogy if log else ax.plot)(t, np.maximum(y, 1e-12) if log else y, label=vname)
+        ax.set_xlabel("latent steps")
+        ax.set_title({"l2_f": "relative L2 of f", "density": "relative L2 of n", "correlation": "correlation of f",
+                      "temperature": "relative L2 of T"}[key])  # fmt: skip
+        if key == "correlation":
+            ax.axhline(0.8, color="k", lw=0.6, ls="--")
+    axes[0].legend()
+    fig.suptitle(f"{name}: held-out {fam['key']} = {h['value']}, D = {fam['steps_per_latent']} reference steps")
+    p1 = f"{path_stem}_{name}_errors.png"
+    fig.savefig(p1, dpi=100)
+
+    ref, lat = open_dataset(h["ref_dir"]), open_dataset(h["latent_dir"])
+    sp = lat.species_names[0]
+    nr, nl = ref.moments(sp, "density"), lat.moments(sp, "density")
+    steps = {int(s): i for i, s in enumerate(ref.steps)}
+    idx = [steps[int(s)] for s in lat.steps if int(s) in steps]
+    nr = nr[idx]
+    fig = Figure(figsize=(13, 4), layout="constrained")
+    axes = fig.subplots(1, 3)
+    if nr.shape[2] == 1 and nr.shape[3] == 1:  # 1D: x-t maps
+        maps = [nr[:, :, 0, 0], nl[:, :, 0, 0], nl[:, :, 0, 0] - nr[:, :, 0, 0]]
+        ext = [0, nr.shape[1], float(lat.times[-1]), 0.0]
+        labels = ("x (cells)", "time")
+    else:  # 2D: final state
+        maps = [nr[-1, :, :, 0].T, nl[-1, :, :, 0].T, (nl[-1] - nr[-1])[:, :, 0].T]
+        ext = None
+        labels = ("x (cells)", "y (cells)")
+    vmin, vmax = float(min(maps[0].min(), maps[1].min())), float(max(maps[0].max(), maps[1].max()))
+    for ax, m, title in zip(axes, maps, ("reference density", "latent rollout density", "latent - reference")):
+        kw = {"vmin": vmin, "vmax": vmax} if "difference" not in title and "-" not in title else {"cmap": "RdBu_r"}
+        im = ax.imshow(m, aspect="auto", origin="upper" if ext else "lower", extent=ext, **kw)
+        fig.colorbar(im, ax=ax)
+        ax.set_title(title)
+        ax.set_xlabel(labels[0])
+        ax.set_ylabel(labels[1])
+    p2 = f"{path_stem}_{name}_density.png"
+    fig.savefig(p2, dpi=100)
+    return [p1, p2]
+
+
+def bench_latent(out: str | Path, overrides: dict | None = None) -> dict:
+    """Run the benchmark (see the module docstring); writes ``out`` (JSON) and the plots beside it."""
+    import jax
+
+    s = apply_overrides(BenchLatentSettings(), overrides or {})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(s.work) if s.work else out.with_name(out.stem + "_work")
+    families, results, plots = [], [], []
+    for name in s.family_names:
+        fam = _bench_family(name, s, work)
+        families.append(fam)
+        results.extend(_summary(fam))
+        plots.extend(plot_family(fam, out.with_suffix("")))
+    doc = {
+        "bench": "latent",
+        "settings": s.to_json(),
+        "device": str(jax.devices()[0].device_kind),
+        "platform": jax.devices()[0].platform,
+        "targets": {"speedup": 1000, "l2_f": 0.05, "density": 0.01, "after_latent_steps": 100, "family": "shock"},
+        "results": results,
+        "families": families,
+        "plots": plots,
+    }
+    atomic_write_text(out, json.dumps(doc, indent=1))
+    return doc
