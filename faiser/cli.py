@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("case", help="the case the model was trained on (e.g. shock)")
     r.add_argument("--model", required=True, help="model directory (faiser train-latent)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a case config key; mass=conserve|decoded|auto")  # fmt: skip
+                   help="override a case config key; mass=conserve|decoded|auto, propagator=trained|persistence")  # fmt: skip
     r.add_argument("--config", help="JSON config file (keys as for --set)")
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--save-every", type=int)
@@ -204,9 +204,9 @@ def _rollout(args) -> int:
     from faiser.latent.rollout import rollout
 
     over = parse_overrides(args.set)
-    mass = over.pop("mass", "auto")
+    mass, prop = over.pop("mass", "auto"), over.pop("propagator", "trained")
     res = rollout(args.model, args.case, over, args.out, args.config, progress=not args.quiet,
-                  save_every=args.save_every, vlsv_every=args.vlsv_every, mass=mass)  # fmt: skip
+                  save_every=args.save_every, vlsv_every=args.vlsv_every, mass=mass, propagator=prop)  # fmt: skip
     t = res.timing
     print(
         f"{args.case}: {t['latent_steps']} latent steps ({t['steps']} reference steps) to t={t['simulated_time']:g} "

@@ -249,60 +249,70 @@ def _summary(fam: dict) -> list[dict]:
     return rows
 
 
-def plot_family(fam: dict, path_stem: Path) -> list[str]:
-    """``<stem>_<family>_errors.png`` (errors vs horizon per variant) and ``<stem>_<family>_density.png``
-    (reference vs latent density: space-time maps for 1D grids, final maps for 2D). Returns the paths."""
+def plot_comparison(variants: dict[str, dict], ref_dir, latent_dir, latent_dt: float, title: str, stem: str) -> list[str]:
+    """``<stem>_errors.png``: errors of each variant (:func:`compare_runs` dicts) vs latent steps;
+    ``<stem>_density.png``: reference vs latent density (x-t maps for 1D grids, final maps for 2D).
+    Returns the two paths."""
     from matplotlib.figure import Figure
 
     from faiser.data.dataset import open_dataset
 
-    name = fam["family"]
-    h = fam["held_out"][0]
     fig = Figure(figsize=(12, 6.5), layout="constrained")
     axes = fig.subplots(2, 2).ravel()
-    for key, ax, log in (("l2_f", axes[0], True), ("density", axes[1], True), ("correlation", axes[2], False),
-                         ("temperature", axes[3], True)):  # fmt: skip
-        for vname, r in h["variants"].items():
-            t = np.asarray(r["time"][1:]) / fam["latent_dt"]
+    titles = {"l2_f": "relative L2 of f", "density": "relative L2 of n", "correlation": "correlation of f",
+              "temperature": "relative L2 of T"}  # fmt: skip
+    for ax, key in zip(axes, titles):
+        for vname, r in variants.items():
+            t = np.asarray(r["time"][1:]) / latent_dt
             y = np.asarray(r[key][1:])
-            (ax.semilogy if log else ax.plot)(t, np.maximum(y, 1e-12) if log else y, label=vname)
+            if key == "correlation":
+                ax.plot(t, y, label=vname)
+            else:
+                ax.semilogy(t, np.maximum(y, 1e-12), label=vname)
         ax.set_xlabel("latent steps")
-        ax.set_title({"l2_f": "relative L2 of f", "density": "relative L2 of n", "correlation": "correlation of f",
-                      "temperature": "relative L2 of T"}[key])  # fmt: skip
+        ax.set_title(titles[key])
         if key == "correlation":
             ax.axhline(0.8, color="k", lw=0.6, ls="--")
     axes[0].legend()
-    fig.suptitle(f"{name}: held-out {fam['key']} = {h['value']}, D = {fam['steps_per_latent']} reference steps")
-    p1 = f"{path_stem}_{name}_errors.png"
+    fig.suptitle(title)
+    p1 = f"{stem}_errors.png"
     fig.savefig(p1, dpi=100)
 
-    ref, lat = open_dataset(h["ref_dir"]), open_dataset(h["latent_dir"])
+    ref, lat = open_dataset(ref_dir), open_dataset(latent_dir)
     sp = lat.species_names[0]
-    nr, nl = ref.moments(sp, "density"), lat.moments(sp, "density")
     steps = {int(s): i for i, s in enumerate(ref.steps)}
-    idx = [steps[int(s)] for s in lat.steps if int(s) in steps]
-    nr = nr[idx]
+    pairs = [(steps[int(s)], j) for j, s in enumerate(lat.steps) if int(s) in steps]
+    nr = ref.moments(sp, "density")[[i for i, _ in pairs]]
+    nl = lat.moments(sp, "density")[[j for _, j in pairs]]
     fig = Figure(figsize=(13, 4), layout="constrained")
     axes = fig.subplots(1, 3)
     if nr.shape[2] == 1 and nr.shape[3] == 1:  # 1D: x-t maps
         maps = [nr[:, :, 0, 0], nl[:, :, 0, 0], nl[:, :, 0, 0] - nr[:, :, 0, 0]]
-        ext = [0, nr.shape[1], float(lat.times[-1]), 0.0]
+        ext = [0, nr.shape[1], float(lat.times[pairs[-1][1]]), 0.0]
         labels = ("x (cells)", "time")
     else:  # 2D: final state
         maps = [nr[-1, :, :, 0].T, nl[-1, :, :, 0].T, (nl[-1] - nr[-1])[:, :, 0].T]
         ext = None
         labels = ("x (cells)", "y (cells)")
     vmin, vmax = float(min(maps[0].min(), maps[1].min())), float(max(maps[0].max(), maps[1].max()))
-    for ax, m, title in zip(axes, maps, ("reference density", "latent rollout density", "latent - reference")):
-        kw = {"vmin": vmin, "vmax": vmax} if "difference" not in title and "-" not in title else {"cmap": "RdBu_r"}
+    for k, (ax, m, name) in enumerate(zip(axes, maps, ("reference density", "latent rollout density", "latent - reference"))):
+        kw = {"vmin": vmin, "vmax": vmax} if k < 2 else {"cmap": "RdBu_r"}
         im = ax.imshow(m, aspect="auto", origin="upper" if ext else "lower", extent=ext, **kw)
         fig.colorbar(im, ax=ax)
-        ax.set_title(title)
+        ax.set_title(name)
         ax.set_xlabel(labels[0])
         ax.set_ylabel(labels[1])
-    p2 = f"{path_stem}_{name}_density.png"
+    p2 = f"{stem}_density.png"
     fig.savefig(p2, dpi=100)
     return [p1, p2]
+
+
+def plot_family(fam: dict, path_stem: Path) -> list[str]:
+    """:func:`plot_comparison` of a family's first held-out case: ``<stem>_<family>_errors.png`` and ``_density.png``."""
+    h = fam["held_out"][0]
+    title = f"{fam['family']}: held-out {fam['key']} = {h['value']}, D = {fam['steps_per_latent']} reference steps"
+    return plot_comparison(h["variants"], h["ref_dir"], h["latent_dir"], fam["latent_dt"], title,
+                           f"{path_stem}_{fam['family']}")  # fmt: skip
 
 
 def bench_latent(out: str | Path, overrides: dict | None = None) -> dict:

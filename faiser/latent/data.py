@@ -113,12 +113,10 @@ def dataset_paths(paths: Sequence[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if (p / "index.json").exists():
-            index = json.loads((p / "index.json").read_text())
-            runs = index.get("runs", index)
-            items = runs.items() if isinstance(runs, dict) else [(r.get("name"), r) for r in runs]
-            for name, entry in sorted(items):
-                if isinstance(entry, dict) and entry.get("status", "done") == "done":
-                    out.append(p / name)
+            index = json.loads((p / "index.json").read_text())  # a sweep root: a list of run entries
+            if not isinstance(index, list):
+                raise DatasetError(f"{p / 'index.json'} is not a sweep index")
+            out += [p / e["name"] for e in sorted(index, key=lambda e: e.get("name", "")) if e.get("status") == "done"]
         elif p.exists():
             out.append(p)
         else:

@@ -105,18 +105,27 @@ def rollout(
     save_every: int | None = None,
     vlsv_every: int | None = None,
     mass: str = "auto",
+    propagator: str = "trained",
 ) -> RolloutResult:
     """Roll case ``case`` out in latent space with ``model`` (a directory or a :class:`LatentModel`).
 
     ``save_every`` / ``vlsv_every`` count reference steps, as in :func:`faiser.simulation.simulate`,
     and must be multiples of the model's latent step ``D``; diagnostics rows are written every
     ``diag_every`` reference steps when that is a multiple of ``D``, else after every latent step.
+    ``mass``: ``auto`` (``conserve`` for closed periodic cases, else ``decoded``), ``conserve`` or
+    ``decoded``. ``propagator="persistence"`` keeps the latent state constant (a baseline).
 
     Raises:
       ConfigError: the case does not fit the model (case, grid, species, dt, t_end), bad options.
       CheckpointError: the model directory is missing or corrupt.
     """
     lm = model if isinstance(model, LatentModel) else load_latent_model(model)
+    if propagator not in ("trained", "persistence"):
+        raise ConfigError(f"propagator must be 'trained' or 'persistence', got {propagator!r}")
+    if propagator == "persistence":
+        from faiser.latent.baselines import persistence
+
+        lm = LatentModel(lm.vqvae, persistence(lm.propagator.config), lm.norm, lm.meta)
     if mass not in MASS_MODES:
         raise ConfigError(f"mass must be one of {MASS_MODES}, got {mass!r}")
     cfg = resolve_config(case, overrides, config_file)
@@ -150,6 +159,7 @@ def rollout(
             "latent_dt": lm.latent_dt,
             "latent_steps": n_latent,
             "mass": mode,
+            "propagator": propagator,
             "trained_on": lm.meta.get("runs"),
         },
         "faiser_version": __version__,
@@ -235,8 +245,11 @@ def rollout(
     first, last = records[0], records[-1]
 
     def drift(key):
+        # relative to the initial value; momentum relative to sqrt(2 M K) (mass times the rms speed),
+        # since a component that starts at 0 has no scale of its own
         a, b = first[key], last[key]
-        return (b - a) / abs(a) if a != 0 else b - a
+        scale = math.sqrt(2.0 * abs(first["mass"] * first["kinetic_energy"])) if key.startswith("momentum") else abs(a)
+        return (b - a) / scale if scale > 0 else b - a
 
     timing = {
         "wall_s": wall,
