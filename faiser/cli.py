@@ -23,9 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("simulate", help="run a reference simulation of a named case")
-    s.add_argument(
-        "case", help="landau, two_stream, bump_on_tail, free_streaming, larmor, exb, alfven, shock, khi"
-    )
+    s.add_argument("case", help="landau, two_stream, bump_on_tail, free_streaming, larmor, exb, alfven, shock, khi")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     s.add_argument("--config", help="JSON config file (keys as for --set)")
     s.add_argument("--out", required=True, help="output directory")
@@ -82,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("case", help="the case the model was trained on (e.g. shock)")
     r.add_argument("--model", required=True, help="model directory (faiser train-latent)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a case config key; mass=conserve|decoded|auto, propagator=trained|persistence")  # fmt: skip
+                   help="case config key; mass=conserve|decoded|auto, propagator=trained|persistence")  # fmt: skip
     r.add_argument("--config", help="JSON config file (keys as for --set)")
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--save-every", type=int)
@@ -171,10 +169,13 @@ def _codec_command(args) -> int:
     from faiser.config import parse_overrides
 
     if args.command == "train-codec":
-        info = commands.train_codec(args.codec, args.data, args.out, parse_overrides(args.set), not args.quiet,
-                                    resume=args.resume)
-        print(f"{info['codec']} model {info['model_id']} ({info['model_bytes']} bytes, {info['n_train_vdfs']} "
-              f"training VDFs) in {info['model_dir']}")
+        info = commands.train_codec(
+            args.codec, args.data, args.out, parse_overrides(args.set), not args.quiet, resume=args.resume
+        )
+        print(
+            f"{info['codec']} model {info['model_id']} ({info['model_bytes']} bytes, {info['n_train_vdfs']} "
+            f"training VDFs) in {info['model_dir']}"
+        )
     elif args.command == "compress":
         rep = commands.compress(args.codec, args.input, args.out, args.model, parse_overrides(args.set), not args.quiet)
         print(commands.summary(rep))

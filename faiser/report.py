@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 __all__ = ["write_report"]
@@ -86,7 +86,7 @@ def write_report(root: str | Path) -> Path:
     lines = [
         "# faiser demo report",
         "",
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, Python {sys.version.split()[0]}, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, Python {sys.version.split()[0]}, "
         f"jax {jax.__version__} on {jax.devices()[0].device_kind}.",
         "",
         "## Reference simulations",
@@ -96,7 +96,12 @@ def write_report(root: str | Path) -> Path:
         png = root / run / "diagnostics.png"
         if png.exists():
             t = json.loads((root / run / "timing.json").read_text())
-            lines += [f"**{what}**: {t['steps']} steps in {t['wall_s']:.2f} s.", "", f"![{run}]({run}/diagnostics.png)", ""]
+            lines += [
+                f"**{what}**: {t['steps']} steps in {t['wall_s']:.2f} s.",
+                "",
+                f"![{run}]({run}/diagnostics.png)",
+                "",
+            ]
     if (root / "shock" / "shock_profiles.png").exists():
         lines += ["![shock profiles](shock/shock_profiles.png)", ""]
     summary = root / "codecs" / "summary.txt"

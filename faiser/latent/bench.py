@@ -103,7 +103,9 @@ class BenchLatentSettings(JsonConfig):
 def _family(name: str, s: BenchLatentSettings) -> dict:
     fam = json.loads(json.dumps(FAMILIES[name]))
     if s.tiny:
-        fam["base"].update({"shock": {"nx": 16, "nv": 8}, "landau": {"nx": 8, "nv": 16}, "khi": {"nx": 8, "ny": 8, "nv": 8}}[name])
+        fam["base"].update(
+            {"shock": {"nx": 16, "nv": 8}, "landau": {"nx": 8, "nv": 16}, "khi": {"nx": 8, "ny": 8, "nv": 8}}[name]
+        )
         fam["train"], fam["test"] = fam["train"][::3], fam["test"][:1]
     return fam
 
@@ -157,7 +159,9 @@ def _variants(data, model, cfg, progress):
     from faiser.latent.model import LatentModel
     from faiser.train.latent import encode_all, prepare, train_latent
 
-    one = train_latent(data, dataclasses.replace(cfg, unroll=1, noise_std=0.0, pushforward=False), progress, vqvae=model.vqvae)
+    one = train_latent(
+        data, dataclasses.replace(cfg, unroll=1, noise_std=0.0, pushforward=False), progress, vqvae=model.vqvae
+    )
     norm, X, F, C = prepare(data, cfg)
     R, T = X.shape[:2]
     Z = encode_all(model.vqvae, X.reshape(R * T, *X.shape[2:]), F.reshape(R * T, *F.shape[2:]))
@@ -241,7 +245,8 @@ def _summary(fam: dict) -> list[dict]:
         for vname, r in h["variants"].items():
             rows.append({
                 "family": fam["family"], "value": h["value"], "variant": vname, "horizon": fam["horizon"],
-                "l2_f_final": r["l2_f"][-1], "density_final": r["density"][-1], "temperature_final": r["temperature"][-1],
+                "l2_f_final": r["l2_f"][-1], "density_final": r["density"][-1],
+                "temperature_final": r["temperature"][-1],
                 "velocity_final": r["velocity"][-1], "correlation_final": r["correlation"][-1],
                 "correlation_time": r["correlation_time"], "l2_f_mean": float(np.mean(r["l2_f"][1:])),
                 "speedup": h["timing"]["speedup"] if vname == "latent" else None,
@@ -249,7 +254,9 @@ def _summary(fam: dict) -> list[dict]:
     return rows
 
 
-def plot_comparison(variants: dict[str, dict], ref_dir, latent_dir, latent_dt: float, title: str, stem: str) -> list[str]:
+def plot_comparison(
+    variants: dict[str, dict], ref_dir, latent_dir, latent_dt: float, title: str, stem: str
+) -> list[str]:
     """``<stem>_errors.png``: errors of each variant (:func:`compare_runs` dicts) vs latent steps;
     ``<stem>_density.png``: reference vs latent density (x-t maps for 1D grids, final maps for 2D).
     Returns the two paths."""
@@ -295,7 +302,9 @@ def plot_comparison(variants: dict[str, dict], ref_dir, latent_dir, latent_dt: f
         ext = None
         labels = ("x (cells)", "y (cells)")
     vmin, vmax = float(min(maps[0].min(), maps[1].min())), float(max(maps[0].max(), maps[1].max()))
-    for k, (ax, m, name) in enumerate(zip(axes, maps, ("reference density", "latent rollout density", "latent - reference"))):
+    for k, (ax, m, name) in enumerate(
+        zip(axes, maps, ("reference density", "latent rollout density", "latent - reference"))
+    ):
         kw = {"vmin": vmin, "vmax": vmax} if k < 2 else {"cmap": "RdBu_r"}
         im = ax.imshow(m, aspect="auto", origin="upper" if ext else "lower", extent=ext, **kw)
         fig.colorbar(im, ax=ax)
@@ -308,7 +317,7 @@ def plot_comparison(variants: dict[str, dict], ref_dir, latent_dir, latent_dt: f
 
 
 def plot_family(fam: dict, path_stem: Path) -> list[str]:
-    """:func:`plot_comparison` of a family's first held-out case: ``<stem>_<family>_errors.png`` and ``_density.png``."""
+    """:func:`plot_comparison` of a family's first held-out case (``<stem>_<family>_errors/density.png``)."""
     h = fam["held_out"][0]
     title = f"{fam['family']}: held-out {fam['key']} = {h['value']}, D = {fam['steps_per_latent']} reference steps"
     return plot_comparison(h["variants"], h["ref_dir"], h["latent_dir"], fam["latent_dt"], title,

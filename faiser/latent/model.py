@@ -14,10 +14,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import zipfile
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -198,8 +198,8 @@ def load_latent_model(path: str | Path) -> LatentModel:
     try:
         with np.load(path / "model.npz", allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise CheckpointError(f"{path / 'model.npz'} is unreadable: {e}") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path / 'model.npz'} is unreadable or corrupt: {e}") from None
     if _digest(arrays) != doc.get("sha256"):
         raise CheckpointError(f"{path / 'model.npz'} does not match model.json (modified or truncated)")
     vq = PhaseSpaceVQVAE(PhaseSpaceVQVAEConfig.from_json(doc["vqvae"]), rngs=nnx.Rngs(0))
@@ -208,7 +208,3 @@ def load_latent_model(path: str | Path) -> LatentModel:
     load_flat_state(prop, "propagator", arrays)
     meta = {k: v for k, v in doc.items() if k not in ("kind", "vqvae", "propagator", "normalization", "sha256")}
     return LatentModel(vq, prop, Normalization.from_json(doc["normalization"]), meta)
-
-
-def _unused(_: Any) -> None:  # keep linters calm about optional imports in type positions
-    return None

@@ -74,7 +74,8 @@ def _check_compatible(model: LatentModel, case: str, built) -> tuple[int, int]:
     grid = PhaseSpaceGrid.from_json(meta["grid"])
     if grid != built.grid:
         raise ConfigError(
-            f"the case's grid (nx={built.grid.nx}, nv={built.grid.nv}) differs from the model's (nx={grid.nx}, nv={grid.nv})"
+            f"the case's grid (nx={built.grid.nx}, nv={built.grid.nv}) differs from the model's "
+            f"(nx={grid.nx}, nv={grid.nv})"
         )
     species = [s.name for s in built.stepper.species]
     if meta["species"] not in species:

@@ -326,8 +326,8 @@ class PhaseSpaceVQVAE(nnx.Module):
         self.velocity_encoder = VelocityEncoder(config, rngs)
         self.spatial_encoder = SpatialEncoder(config, rngs)
         self.quantizer = VectorQuantizer(
-            config.codebook_size, config.code_dim // config.code_groups, beta=config.beta, decay=config.ema_decay, eps=config.ema_eps,
-            restart_threshold=config.restart_threshold, rngs=rngs,
+            config.codebook_size, config.code_dim // config.code_groups, beta=config.beta, decay=config.ema_decay,
+            eps=config.ema_eps, restart_threshold=config.restart_threshold, rngs=rngs,
         )  # fmt: skip
         self.spatial_decoder = SpatialDecoder(config, rngs)
         self.velocity_decoder = VelocityDecoder(config, rngs)

@@ -32,7 +32,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -136,7 +135,8 @@ def model_configs(
     vq = PhaseSpaceVQVAEConfig(
         spatial_shape=spatial, velocity_shape=velocity, n_fields=6, velocity_stages=vs,
         velocity_channels=cfg.velocity_channels, cell_dim=cfg.cell_dim, spatial_stages=ss, hidden=cfg.hidden,
-        n_res=cfg.n_res, code_dim=cfg.code_dim, codebook_size=cfg.codebook_size, code_groups=cfg.code_groups, padding=pad,
+        n_res=cfg.n_res, code_dim=cfg.code_dim, codebook_size=cfg.codebook_size, code_groups=cfg.code_groups,
+        padding=pad,
     )  # fmt: skip
     prop = PropagatorConfig(
         latent_shape=vq.latent_shape, code_dim=cfg.code_dim, n_cond=n_cond, hidden=cfg.prop_hidden,
@@ -243,7 +243,7 @@ def _loop(name: str, steps: int, step_fn: Callable, batch_fn: Callable, state, p
 def train_vqvae6d(
     x: np.ndarray, fields: np.ndarray, vq_cfg: PhaseSpaceVQVAEConfig, cfg: LatentTrainConfig, progress: bool = True
 ) -> tuple[PhaseSpaceVQVAE, dict]:
-    """Stage 1: fit the 6D VQ-VAE on snapshots ``x`` ``(N, nx, ny, nz, nv...)`` and ``fields`` ``(N, nx, ny, nz, 6)``."""
+    """Stage 1: fit the 6D VQ-VAE on snapshots ``x`` ``(N, nx, ny, nz, nv...)`` and fields ``(N, nx, ny, nz, 6)``."""
     place = _Placer(cfg.devices, cfg.ae_batch)
     model = PhaseSpaceVQVAE(vq_cfg, rngs=nnx.Rngs(cfg.seed))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -472,7 +472,3 @@ def train_latent_files(
     model = train_latent(data, cfg, progress)
     save_latent_model(out, model)
     return model
-
-
-def _unused(_: Any) -> None:
-    return None
