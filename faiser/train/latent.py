@@ -62,7 +62,8 @@ class LatentTrainConfig(JsonConfig):
       velocity_stages, spatial_stages: stride-2 stages (-1: as many as fit, at most 2 / 1);
       velocity_channels, cell_dim, hidden, n_res, code_dim, codebook_size, code_groups; prop_hidden, prop_blocks;
       padding: ``auto`` (circular for periodic cases), ``zeros`` or ``circular``.
-    Stage 1: ae_steps, ae_batch, ae_lr, vq_warmup_steps, field_weight, moment_weight.
+    Stage 1: ae_steps, ae_batch, ae_lr, vq_warmup_steps, field_weight, moment_weight, f_space_weight
+      (see :func:`recon_loss`).
     Stage 2: prop_steps, prop_batch, prop_lr, stride (snapshots per latent step), unroll, pushforward,
       noise_std, latent_weight, f_weight (decoded-f loss; moment_weight also applies), requantize, remat.
     conditions: ``auto`` (config entries that vary across the runs), ``none``, or comma-separated keys.
@@ -84,10 +85,11 @@ class LatentTrainConfig(JsonConfig):
     padding: str = "auto"
     ae_steps: int = 600
     ae_batch: int = 8
-    ae_lr: float = 2e-3
+    ae_lr: float = 5e-3
     vq_warmup_steps: int = 100
     field_weight: float = 1.0
     moment_weight: float = 1.0
+    f_space_weight: float = 1.0
     prop_steps: int = 600
     prop_batch: int = 8
     prop_lr: float = 1e-3
@@ -176,6 +178,16 @@ def moment_loss(x_rec: jax.Array, x_true: jax.Array) -> jax.Array:
     return jnp.mean((a - b) ** 2) / jnp.maximum(jnp.mean(b[..., 0] ** 2), 1e-12)
 
 
+def recon_loss(x_rec: jax.Array, x_true: jax.Array, x2: float, x4: float, f_space_weight: float) -> jax.Array:
+    """Reconstruction loss of model values ``x = sqrt(f / f_ref)``: the MSE of ``x`` over ``mean(x^2)``
+    plus ``f_space_weight`` x the MSE of ``f / f_ref = max(x, 0)^2`` over ``mean(x^4)`` (the first weighs
+    the tails, the second the peaks that dominate the relative L2 error of f)."""
+    loss = jnp.mean((x_rec - x_true) ** 2) / x2
+    if f_space_weight:
+        loss = loss + f_space_weight * jnp.mean((jnp.maximum(x_rec, 0.0) ** 2 - x_true**2) ** 2) / x4
+    return loss
+
+
 def _global_norm(tree) -> jax.Array:
     t = getattr(optax, "tree", None)
     return t.norm(tree) if t is not None and hasattr(t, "norm") else optax.global_norm(tree)
@@ -254,6 +266,7 @@ def train_vqvae6d(
         "key": jax.random.key_data(jax.random.key(cfg.seed)),
     })  # fmt: skip
     x2 = float(np.mean(x.astype(np.float64) ** 2)) or 1.0
+    x4 = float(np.mean(x.astype(np.float64) ** 4)) or 1.0
 
     def step(st, xb, fb):
         s = st["step"]
@@ -265,7 +278,7 @@ def train_vqvae6d(
             q = m.vq(z)
             warm = s < cfg.vq_warmup_steps
             xr, fr = m.decode_latent(jnp.where(warm, z, q.quantized))
-            rec = jnp.mean((xr - xb) ** 2) / x2
+            rec = recon_loss(xr, xb, x2, x4, cfg.f_space_weight)
             lf = jnp.mean((fr - fb) ** 2)
             lm = moment_loss(xr, xb)
             loss = rec + cfg.field_weight * lf + cfg.moment_weight * lm + jnp.where(warm, 0.0, q.commitment_loss)
@@ -320,7 +333,9 @@ def windows(n_runs: int, n_times: int, stride: int, unroll: int) -> np.ndarray:
     return np.asarray([(r, t) for r in range(n_runs) for t in range(last + 1)], np.int64)
 
 
-def make_unroll_loss(vq: PhaseSpaceVQVAE, prop_graphdef, cfg: LatentTrainConfig, z_var: float, x2: float):
+def make_unroll_loss(
+    vq: PhaseSpaceVQVAE, prop_graphdef, cfg: LatentTrainConfig, z_var: float, x2: float, x4: float = 1.0
+):
     """``loss(prop_params, z0, zt, xt, ft, cond) -> (loss, parts)``: the unrolled stage-2 loss.
 
     ``z0`` ``(B, L..., D)``; ``zt`` ``(K, B, L..., D)`` encoded targets; ``xt`` ``(K, B, nx.., nv..)``
@@ -342,7 +357,7 @@ def make_unroll_loss(vq: PhaseSpaceVQVAE, prop_graphdef, cfg: LatentTrainConfig,
             if decode:
                 xr, fr = model.decode_latent(zn)
                 parts += [
-                    jnp.mean((xr - xk) ** 2) / x2 + cfg.field_weight * jnp.mean((fr - fk) ** 2),
+                    recon_loss(xr, xk, x2, x4, cfg.f_space_weight) + cfg.field_weight * jnp.mean((fr - fk) ** 2),
                     moment_loss(xr, xk),
                 ]
             else:
@@ -373,7 +388,8 @@ def train_propagator(
     state = place.replicate({"params": p0, "opt": tx.init(p0)})
     z_std = float(np.std(Z)) or 1.0
     x2 = float(np.mean(X.astype(np.float64) ** 2)) or 1.0
-    loss_fn = make_unroll_loss(vq, gd, cfg, z_std**2, x2)
+    x4 = float(np.mean(X.astype(np.float64) ** 4)) or 1.0
+    loss_fn = make_unroll_loss(vq, gd, cfg, z_std**2, x2, x4)
 
     def step(st, z0, zt, xt, ft, cond):
         (loss, parts), g = jax.value_and_grad(loss_fn, has_aux=True)(st["params"], z0, zt, xt, ft, cond)
