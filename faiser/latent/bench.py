@@ -73,6 +73,9 @@ class BenchLatentSettings(JsonConfig):
     targets are stated after 100). ae_steps, prop_steps, unroll, noise_std, pushforward: training of
     the ``latent`` variant (``one_step`` uses the same steps with unroll 1). tiny: shrink grids and
     runs for smoke tests. work: directory of the runs (default: ``<out stem>_work`` beside the JSON).
+    speed: also time the shock case at larger grids (``speed_sizes``: ``NXxNV`` items) with an
+    untrained model of the default architecture (the cost of a latent step does not depend on the
+    weights) over ``speed_latent_steps`` latent steps against the reference for the same time.
     """
 
     families: str = "shock,landau,khi"
@@ -84,6 +87,9 @@ class BenchLatentSettings(JsonConfig):
     pushforward: bool = False
     batch: int = 8
     tiny: bool = False
+    speed: bool = True
+    speed_sizes: str = "32x16,128x16,128x32,512x32"
+    speed_latent_steps: int = 20
     work: str = ""
     seed: int = 0
     progress: bool = True
@@ -324,6 +330,50 @@ def plot_family(fam: dict, path_stem: Path) -> list[str]:
                            f"{path_stem}_{fam['family']}")  # fmt: skip
 
 
+def speed_scan(s: BenchLatentSettings) -> list[dict]:
+    """Wall time of the reference and of an (untrained) latent rollout of the shock at several grid sizes."""
+    from flax import nnx
+
+    from faiser.latent.data import Normalization
+    from faiser.latent.model import LatentModel
+    from faiser.latent.rollout import rollout
+    from faiser.models.propagator import LatentPropagator
+    from faiser.models.vqvae6d import PhaseSpaceVQVAE
+    from faiser.simulation import resolve_config, simulate
+    from faiser.train.latent import LatentTrainConfig, model_configs_for
+    from faiser.vlasov.cases import build_case
+
+    fam = FAMILIES["shock"]
+    D = fam["save_every"]
+    rows = []
+    for item in [x for x in s.speed_sizes.split(",") if x.strip()]:
+        nx, nv = (int(v) for v in item.lower().split("x"))
+        dt = float(resolve_config("shock", fam["base"]).dt)
+        n_steps = s.speed_latent_steps * D
+        over = {**fam["base"], "nx": nx, "nv": nv, "V_left_kms": tuple(fam["test"][0]), "t_end": n_steps * dt,
+                "diag_every": n_steps}  # fmt: skip
+        built = build_case("shock", resolve_config("shock", over))
+        grid = built.grid
+        vq_cfg, p_cfg = model_configs_for(tuple(grid.nx), tuple(grid.nv), "shock", LatentTrainConfig(), 1)
+        norm = Normalization(cond_keys=("V_left_kms[0]",), cond_mean=(100.0,), cond_std=(15.0,))
+        dt_run = float(built.stepper.dt)
+        meta = {"case": "shock", "species": built.stepper.species[0].name, "grid": grid.to_json(), "dt": dt_run,
+                "steps_per_latent": D, "latent_dt": D * dt_run}  # fmt: skip
+        lm = LatentModel(
+            PhaseSpaceVQVAE(vq_cfg, rngs=nnx.Rngs(0)), LatentPropagator(p_cfg, rngs=nnx.Rngs(1)), norm, meta
+        )
+        ref = simulate("shock", over, None, progress=False)
+        lat = rollout(lm, "shock", over, None, progress=False)
+        rows.append({
+            "nx": nx, "nv": nv, "phase_space_cells": grid.num_cells, "reference_steps": n_steps,
+            "latent_steps": s.speed_latent_steps, "latent_grid": list(vq_cfg.latent_shape),
+            "reference_wall_s": ref.timing["wall_s"], "latent_wall_s": lat.timing["wall_s"],
+            "latent_breakdown": {k: lat.timing[k] for k in ("encode_s", "propagate_s", "decode_s")},
+            "speedup": ref.timing["wall_s"] / lat.timing["wall_s"],
+        })  # fmt: skip
+    return rows
+
+
 def bench_latent(out: str | Path, overrides: dict | None = None) -> dict:
     """Run the benchmark (see the module docstring); writes ``out`` (JSON) and the plots beside it."""
     import jax
@@ -333,6 +383,7 @@ def bench_latent(out: str | Path, overrides: dict | None = None) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(s.work) if s.work else out.with_name(out.stem + "_work")
     families, results, plots = [], [], []
+    speed = speed_scan(s) if s.speed and not s.tiny else []
     for name in s.family_names:
         fam = _bench_family(name, s, work)
         families.append(fam)
@@ -346,6 +397,7 @@ def bench_latent(out: str | Path, overrides: dict | None = None) -> dict:
         "targets": {"speedup": 1000, "l2_f": 0.05, "density": 0.01, "after_latent_steps": 100, "family": "shock"},
         "results": results,
         "families": families,
+        "speed": speed,
         "plots": plots,
     }
     atomic_write_text(out, json.dumps(doc, indent=1))

@@ -38,6 +38,8 @@ class Normalization(JsonConfig):
       f_ref: reference f (case units): ``x = sqrt(f / f_ref)``.
       field_mean, field_std: per-component shift and scale of ``(Ex, Ey, Ez, Bx, By, Bz)``.
       cond_keys: names of the conditioning parameters; cond_mean, cond_std: their standardization.
+      field_constant: components that never varied in training (e.g. B of an electrostatic run):
+        they decode to their training value exactly, not to whatever the network outputs.
     """
 
     f_ref: float = 1.0
@@ -46,9 +48,10 @@ class Normalization(JsonConfig):
     cond_keys: tuple[str, ...] = ()
     cond_mean: tuple[float, ...] = ()
     cond_std: tuple[float, ...] = ()
+    field_constant: tuple[bool, ...] = (False,) * 6
 
     def __post_init__(self):
-        for name in ("field_mean", "field_std", "cond_keys", "cond_mean", "cond_std"):
+        for name in ("field_mean", "field_std", "cond_keys", "cond_mean", "cond_std", "field_constant"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def to_x(self, f: np.ndarray) -> np.ndarray:
@@ -68,7 +71,10 @@ class Normalization(JsonConfig):
 
     def from_fields(self, h):
         """``(E, B)`` of normalized fields ``(..., 6)`` (numpy or jax)."""
-        eb = h * np.float32(self.field_std) + np.float32(self.field_mean)
+        import jax.numpy as jnp
+
+        mean = np.float32(self.field_mean)
+        eb = jnp.where(np.asarray(self.field_constant), mean, h * np.float32(self.field_std) + mean)
         return eb[..., :3], eb[..., 3:]
 
     def condition(self, config: Mapping) -> np.ndarray:
@@ -160,6 +166,7 @@ class Trajectories:
         keys = tuple(self.varying_keys() if cond_keys is None else cond_keys)
         eb = np.concatenate([self.E, self.B], axis=-1).reshape(-1, 6).astype(np.float64)
         std = eb.std(axis=0)
+        constant = std <= 1e-6 * np.maximum(np.abs(eb).max(axis=0), 1e-30)
         std = np.where(std > 1e-6 * max(float(np.abs(eb).max()), 1e-30), std, max(float(np.abs(eb).max()), 1.0))
         raw = np.asarray([[_lookup(c, k) for k in keys] for c in self.configs], np.float64).reshape(
             len(self.configs), len(keys)
@@ -173,6 +180,7 @@ class Trajectories:
             cond_keys=keys,
             cond_mean=tuple(float(v) for v in raw.mean(axis=0)) if len(keys) else (),
             cond_std=tuple(float(v) for v in cstd),
+            field_constant=tuple(bool(c) for c in constant),
         )
 
 

@@ -97,30 +97,6 @@ class LatentModel:
     def latent_dt(self) -> float:
         return float(self.meta["latent_dt"])
 
-    # -- jitted pieces (the states are arguments, not constants) --------------------------------
-    @partial(jax.jit, static_argnums=0)
-    def _encode(self, vq_state, x, fields):
-        m = nnx.merge(self._vq_def, vq_state)
-        return m.lookup(m.encode(x, fields))
-
-    @partial(jax.jit, static_argnums=0)
-    def _decode(self, vq_state, z):
-        return nnx.merge(self._vq_def, vq_state).decode_latent(z)
-
-    @partial(jax.jit, static_argnums=(0, 4, 5))
-    def _propagate(self, p_state, vq_state, z, n, requantize, cond):
-        p = nnx.merge(self._p_def, p_state)
-        vq = nnx.merge(self._vq_def, vq_state)
-
-        def body(zc, _):
-            zn = p(zc, cond)
-            if requantize:
-                zn = vq.quantize(zn)
-            return zn, zn
-
-        _, zs = jax.lax.scan(body, z, None, length=n)
-        return jnp.concatenate([z[None], zs], axis=0)
-
     def __hash__(self):
         return id(self)
 
@@ -131,11 +107,12 @@ class LatentModel:
         f = np.asarray(f)
         if f.ndim == 6:
             f, E, B = f[None], np.asarray(E)[None], np.asarray(B)[None]
-        return self._encode(self._vq_state, jnp.asarray(self.norm.to_x(f)), jnp.asarray(self.norm.to_fields(E, B)))
+        x, fields = jnp.asarray(self.norm.to_x(f)), jnp.asarray(self.norm.to_fields(E, B))
+        return _encode(self._vq_def, self._vq_state, x, fields)
 
     def decode(self, z) -> tuple[jax.Array, jax.Array, jax.Array]:
         """``(f, E, B)`` in case units of latent states ``z`` ``(batch, Lx, Ly, Lz, code_dim)``; ``f >= 0``."""
-        x, h = self._decode(self._vq_state, z)
+        x, h = _decode(self._vq_def, self._vq_state, z)
         E, B = self.norm.from_fields(h)
         return self.norm.from_x(x), E, B
 
@@ -146,11 +123,43 @@ class LatentModel:
     def propagate(self, z, cond, n: int) -> jax.Array:
         """``(n + 1, *z.shape)``: ``z`` and ``n`` latent steps (``lax.scan``)."""
         rq = bool(self.meta.get("train_config", {}).get("requantize", False))
-        return self._propagate(self._p_state, self._vq_state, z, int(n), rq, cond)
+        return _propagate(self._p_def, self._vq_def, self._p_state, self._vq_state, z, int(n), rq, cond, False)
+
+    def advance(self, z, cond, n: int) -> jax.Array:
+        """The latent state after ``n`` latent steps (one compiled ``lax.scan``; intermediate states not kept)."""
+        rq = bool(self.meta.get("train_config", {}).get("requantize", False))
+        return _propagate(self._p_def, self._vq_def, self._p_state, self._vq_state, z, int(n), rq, cond, True)
 
     def step(self, z, cond) -> jax.Array:
         """One latent step."""
-        return self.propagate(z, cond, 1)[-1]
+        return self.advance(z, cond, 1)
+
+
+# Module-level jitted pieces keyed on the (hashable) graph definitions, so models of one architecture
+# share their compiled code (a reloaded model or a baseline over the same VQ-VAE does not recompile).
+@partial(jax.jit, static_argnums=0)
+def _encode(vq_def, vq_state, x, fields):
+    m = nnx.merge(vq_def, vq_state)
+    return m.lookup(m.encode(x, fields))
+
+
+@partial(jax.jit, static_argnums=0)
+def _decode(vq_def, vq_state, z):
+    return nnx.merge(vq_def, vq_state).decode_latent(z)
+
+
+@partial(jax.jit, static_argnums=(0, 1, 5, 6, 8))
+def _propagate(p_def, vq_def, p_state, vq_state, z, n, requantize, cond, last_only):
+    p, vq = nnx.merge(p_def, p_state), nnx.merge(vq_def, vq_state)
+
+    def body(zc, _):
+        zn = p(zc, cond)
+        if requantize:
+            zn = vq.quantize(zn)
+        return zn, None if last_only else zn
+
+    zl, zs = jax.lax.scan(body, z, None, length=n)
+    return zl if last_only else jnp.concatenate([z[None], zs], axis=0)
 
 
 def _digest(arrays: Mapping[str, np.ndarray]) -> str:

@@ -130,10 +130,16 @@ def model_configs(
     data: Trajectories, cfg: LatentTrainConfig, n_cond: int
 ) -> tuple[PhaseSpaceVQVAEConfig, PropagatorConfig]:
     """The architectures for ``data``'s grid (stages and padding resolved)."""
-    spatial, velocity = tuple(data.f.shape[2:5]), tuple(data.f.shape[5:8])
+    return model_configs_for(tuple(data.f.shape[2:5]), tuple(data.f.shape[5:8]), data.case, cfg, n_cond)
+
+
+def model_configs_for(
+    spatial: tuple[int, ...], velocity: tuple[int, ...], case: str, cfg: LatentTrainConfig, n_cond: int
+) -> tuple[PhaseSpaceVQVAEConfig, PropagatorConfig]:
+    """The architectures for a grid of ``spatial`` cells and ``velocity`` meshes of case ``case``."""
     vs = cfg.velocity_stages if cfg.velocity_stages >= 0 else _auto_stages(velocity, 2, 4)
     ss = cfg.spatial_stages if cfg.spatial_stages >= 0 else _auto_stages(spatial, 1, 4)
-    pad = cfg.padding if cfg.padding != "auto" else ("circular" if data.case in PERIODIC_CASES else "zeros")
+    pad = cfg.padding if cfg.padding != "auto" else ("circular" if case in PERIODIC_CASES else "zeros")
     vq = PhaseSpaceVQVAEConfig(
         spatial_shape=spatial, velocity_shape=velocity, n_fields=6, velocity_stages=vs,
         velocity_channels=cfg.velocity_channels, cell_dim=cfg.cell_dim, spatial_stages=ss, hidden=cfg.hidden,
