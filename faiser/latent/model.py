@@ -29,14 +29,11 @@ from faiser.errors import CheckpointError
 from faiser.latent.data import Normalization
 from faiser.models.propagator import LatentPropagator, PropagatorConfig
 from faiser.models.vqvae6d import PhaseSpaceVQVAE, PhaseSpaceVQVAEConfig
+from faiser.train.vqvae import _pure
 
 __all__ = ["LatentModel", "load_latent_model", "save_latent_model", "flat_state", "load_flat_state"]
 
 KIND = "faiser-latent-solver"
-
-
-def _pure(state: nnx.State) -> dict:
-    return nnx.to_pure_dict(state) if hasattr(nnx, "to_pure_dict") else state.to_pure_dict()
 
 
 def flat_state(module: nnx.Module, prefix: str) -> dict[str, np.ndarray]:

@@ -47,6 +47,7 @@ from faiser.latent.model import LatentModel, save_latent_model
 from faiser.models.propagator import LatentPropagator, PropagatorConfig
 from faiser.models.vqvae6d import PhaseSpaceVQVAE, PhaseSpaceVQVAEConfig
 from faiser.parallel.mesh import DATA, make_mesh
+from faiser.train.vqvae import _global_norm, _pure
 
 __all__ = ["LatentTrainConfig", "train_latent", "train_latent_files", "moment_loss", "PERIODIC_CASES"]
 
@@ -192,15 +193,6 @@ def recon_loss(x_rec: jax.Array, x_true: jax.Array, x2: float, x4: float, f_spac
     if f_space_weight:
         loss = loss + f_space_weight * jnp.mean((jnp.maximum(x_rec, 0.0) ** 2 - x_true**2) ** 2) / x4
     return loss
-
-
-def _global_norm(tree) -> jax.Array:
-    t = getattr(optax, "tree", None)
-    return t.norm(tree) if t is not None and hasattr(t, "norm") else optax.global_norm(tree)
-
-
-def _pure(state) -> dict:
-    return nnx.to_pure_dict(state) if hasattr(nnx, "to_pure_dict") else state.to_pure_dict()
 
 
 def _optimizer(lr: float, steps: int) -> optax.GradientTransformation:
