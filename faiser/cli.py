@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     tl.add_argument("--data", required=True, nargs="+", help="run directories / datasets / sweep roots of one case")
     tl.add_argument("--out", required=True, help="model directory")
     tl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="LatentTrainConfig key")
+    tl.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out/checkpoints")
     tl.add_argument("--quiet", action="store_true", help="no progress bars")
 
     r = sub.add_parser("rollout", help="advance a case in latent space; writes the same files as simulate")
@@ -190,7 +191,7 @@ def _train_latent(args) -> int:
     from faiser.train.latent import LatentTrainConfig, train_latent_files
 
     cfg = apply_overrides(LatentTrainConfig(), parse_overrides(args.set))
-    m = train_latent_files(args.data, args.out, cfg, progress=not args.quiet)
+    m = train_latent_files(args.data, args.out, cfg, progress=not args.quiet, resume=args.resume)
     h = m.meta["history"]
     print(
         f"latent model for {m.meta['case']} ({len(m.meta['runs'])} runs, D={m.steps_per_latent} steps per latent "

@@ -41,7 +41,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from faiser.config import JsonConfig
-from faiser.errors import ConfigError, TrainingError
+from faiser.errors import CheckpointError, ConfigError, TrainingError
 from faiser.latent.data import Normalization, Trajectories, load_trajectories
 from faiser.latent.model import LatentModel, save_latent_model
 from faiser.models.propagator import LatentPropagator, PropagatorConfig
@@ -69,6 +69,8 @@ class LatentTrainConfig(JsonConfig):
       noise_std, latent_weight, f_weight (decoded-f loss; moment_weight also applies), requantize, remat.
     conditions: ``auto`` (config entries that vary across the runs), ``none``, or comma-separated keys.
     species: which species (default: the datasets' only one). devices: data-parallel devices.
+    checkpoint_every: checkpoint each stage every this many steps (and at its end) when a checkpoint
+      directory is given (``faiser train-latent`` uses ``MODEL_DIR/checkpoints``; ``--resume``).
     seed: parameters, batches and noise.
     """
 
@@ -105,6 +107,7 @@ class LatentTrainConfig(JsonConfig):
     conditions: str = "auto"
     species: str = ""
     devices: int = 1
+    checkpoint_every: int = 0
     seed: int = 0
 
     def __post_init__(self):
@@ -219,13 +222,53 @@ class _Placer:
         return tuple(jax.device_put(np.asarray(a), self.batch) for a in arrays)
 
 
-def _loop(name: str, steps: int, step_fn: Callable, batch_fn: Callable, state, progress: bool, every: int = 10):
-    """Run ``steps`` steps; returns ``(state, history)``; raises :class:`TrainingError` on a non-finite loss."""
+class _Stage:
+    """Checkpoints of one training stage in ``directory`` (a :class:`CheckpointStore`): the state pytree
+    flattened to ``leaf_NNNNN`` arrays, the history so far and the train config as JSON."""
+
+    def __init__(self, directory: Path | None, name: str, cfg: LatentTrainConfig, template, resume: bool):
+        self.name, self.cfg, self.store = name, cfg, None
+        self.treedef = jax.tree.structure(template)
+        self.template = {f"leaf_{i:05d}": np.asarray(a) for i, a in enumerate(jax.tree.leaves(template))}
+        self.start, self.state, self.hist = 0, None, {}
+        if directory is None:
+            return
+        from faiser.train.checkpoint import CheckpointStore
+
+        self.store = CheckpointStore(directory, keep=2)
+        if resume and self.store.steps():
+            tree, meta = self.store.restore(target=self.template)
+            if meta.get("kind") != f"faiser-latent-{name}" or meta.get("train_config") != cfg.to_json():
+                raise CheckpointError(f"{directory} holds checkpoints of another training run or config")
+            self.start = int(meta["step"])
+            self.hist = {k: list(v) for k, v in meta.get("history", {}).items()}
+            self.state = jax.tree.unflatten(self.treedef, [tree[k] for k in sorted(tree)])
+
+    def save(self, step: int, state, hist: dict) -> None:
+        if self.store is None:
+            return
+        leaves = jax.tree.leaves(jax.device_get(state))
+        meta = {"kind": f"faiser-latent-{self.name}", "train_config": self.cfg.to_json(), "history": hist}
+        self.store.save(step, {f"leaf_{i:05d}": np.asarray(a) for i, a in enumerate(leaves)}, meta)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
+def _loop(
+    name: str, steps: int, step_fn: Callable, batch_fn: Callable, state, progress: bool, stage: _Stage | None = None,
+    every: int = 0,
+):  # fmt: skip
+    """Run steps ``stage.start .. steps - 1``; checkpoint every ``every`` steps and at the end (``stage``).
+
+    Returns ``(state, history)``; raises :class:`TrainingError` on a non-finite loss."""
     from tqdm.auto import tqdm
 
-    hist: dict[str, list] = {}
+    start = stage.start if stage is not None else 0
+    hist: dict[str, list] = {k: list(v) for k, v in (stage.hist if stage is not None else {}).items()}
     pending = None
-    bar = tqdm(total=steps, desc=name, unit="step", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=steps, initial=start, desc=name, unit="step", disable=not progress, dynamic_ncols=True)
 
     def record(s, metrics):
         vals = {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -233,36 +276,47 @@ def _loop(name: str, steps: int, step_fn: Callable, batch_fn: Callable, state, p
             raise TrainingError(f"{name}: non-finite loss at step {s}")
         for k, v in vals.items():
             hist.setdefault(k, []).append(v)
-        if s % every == 0 or s == steps - 1:
+        if s % 10 == 0 or s == steps - 1:
             bar.set_postfix(loss=f"{vals['loss']:.4g}")
 
     try:
-        for s in range(steps):
+        for s in range(start, steps):
             state, metrics = step_fn(state, *batch_fn(s))
             if pending is not None:
                 record(*pending)
             pending = (s, metrics)
             bar.update(1)
+            if stage is not None and every and (s + 1) % every == 0 and s + 1 < steps:
+                record(*pending)
+                pending = None
+                stage.save(s + 1, state, hist)
         if pending is not None:
             record(*pending)
+        if stage is not None and steps > start:
+            stage.save(steps, state, hist)
     finally:
         bar.close()
+        if stage is not None:
+            stage.close()
     return state, {k: np.asarray(v) for k, v in hist.items()}
 
 
 def train_vqvae6d(
-    x: np.ndarray, fields: np.ndarray, vq_cfg: PhaseSpaceVQVAEConfig, cfg: LatentTrainConfig, progress: bool = True
-) -> tuple[PhaseSpaceVQVAE, dict]:
+    x: np.ndarray, fields: np.ndarray, vq_cfg: PhaseSpaceVQVAEConfig, cfg: LatentTrainConfig, progress: bool = True,
+    checkpoint_dir: Path | None = None, resume: bool = False,
+) -> tuple[PhaseSpaceVQVAE, dict]:  # fmt: skip
     """Stage 1: fit the 6D VQ-VAE on snapshots ``x`` ``(N, nx, ny, nz, nv...)`` and fields ``(N, nx, ny, nz, 6)``."""
     place = _Placer(cfg.devices, cfg.ae_batch)
     model = PhaseSpaceVQVAE(vq_cfg, rngs=nnx.Rngs(cfg.seed))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     tx = _optimizer(cfg.ae_lr, cfg.ae_steps)
     p0 = _pure(params)
-    state = place.replicate({
+    init = {
         "params": p0, "codebook": _pure(rest), "opt": tx.init(p0), "step": jnp.zeros((), jnp.int32),
         "key": jax.random.key_data(jax.random.key(cfg.seed)),
-    })  # fmt: skip
+    }  # fmt: skip
+    stage = _Stage(checkpoint_dir, "vqvae", cfg, init, resume)
+    state = place.replicate(stage.state if stage.state is not None else init)
     x2 = float(np.mean(x.astype(np.float64) ** 2)) or 1.0
     x4 = float(np.mean(x.astype(np.float64) ** 4)) or 1.0
 
@@ -300,7 +354,7 @@ def train_vqvae6d(
         ids = np.sort(np.random.default_rng([cfg.seed, 1, s]).choice(n, cfg.ae_batch, replace=n < cfg.ae_batch))
         return place.shard(x[ids], fields[ids])
 
-    state, hist = _loop("latent: 6D VQ-VAE", cfg.ae_steps, jstep, batch, state, progress)
+    state, hist = _loop("latent: 6D VQ-VAE", cfg.ae_steps, jstep, batch, state, progress, stage, cfg.checkpoint_every)
     host = jax.device_get(state)
     model = nnx.merge(graphdef, nnx.State(jax.tree.map(jnp.asarray, host["params"])),
                       nnx.State(jax.tree.map(jnp.asarray, host["codebook"])))  # fmt: skip
@@ -374,7 +428,7 @@ def make_unroll_loss(
 
 def train_propagator(
     vq: PhaseSpaceVQVAE, Z: np.ndarray, X: np.ndarray, F: np.ndarray, C: np.ndarray, prop_cfg: PropagatorConfig,
-    cfg: LatentTrainConfig, progress: bool = True,
+    cfg: LatentTrainConfig, progress: bool = True, checkpoint_dir: Path | None = None, resume: bool = False,
 ) -> tuple[LatentPropagator, dict]:  # fmt: skip
     """Stage 2: train the propagator on latents ``Z`` ``(R, T, L..., D)`` with targets ``X`` ``(R, T, nx.., nv..)``,
     ``F`` ``(R, T, nx.., 6)`` and conditioning ``C`` ``(R, n_cond)``."""
@@ -383,7 +437,9 @@ def train_propagator(
     gd, params = nnx.split(prop, nnx.Param)
     tx = _optimizer(cfg.prop_lr, cfg.prop_steps)
     p0 = _pure(params)
-    state = place.replicate({"params": p0, "opt": tx.init(p0)})
+    init = {"params": p0, "opt": tx.init(p0)}
+    stage = _Stage(checkpoint_dir, "propagator", cfg, init, resume)
+    state = place.replicate(stage.state if stage.state is not None else init)
     z_std = float(np.std(Z)) or 1.0
     x2 = float(np.mean(X.astype(np.float64) ** 2)) or 1.0
     x4 = float(np.mean(X.astype(np.float64) ** 4)) or 1.0
@@ -418,7 +474,9 @@ def train_propagator(
         return (jax.device_put(z0, place.batch), jax.device_put(Z[rr, tt], seq), jax.device_put(X[rr, tt], seq),
                 jax.device_put(F[rr, tt], seq), jax.device_put(C[r], place.batch))  # fmt: skip
 
-    state, hist = _loop("latent: propagator", cfg.prop_steps, jstep, batch, state, progress)
+    state, hist = _loop(
+        "latent: propagator", cfg.prop_steps, jstep, batch, state, progress, stage, cfg.checkpoint_every
+    )
     prop = nnx.merge(gd, nnx.State(jax.tree.map(jnp.asarray, jax.device_get(state["params"]))))
     return prop, hist
 
@@ -434,9 +492,16 @@ def prepare(data: Trajectories, cfg: LatentTrainConfig) -> tuple[Normalization, 
     return norm, X, F, C
 
 
-def train_latent(data: Trajectories, cfg: LatentTrainConfig, progress: bool = True, vqvae: PhaseSpaceVQVAE | None = None
-                 ) -> LatentModel:  # fmt: skip
-    """Train both stages on ``data``; returns the :class:`LatentModel` (stage 1 skipped if ``vqvae`` is given)."""
+def train_latent(
+    data: Trajectories, cfg: LatentTrainConfig, progress: bool = True, vqvae: PhaseSpaceVQVAE | None = None,
+    checkpoint_dir: str | Path | None = None, resume: bool = False,
+) -> LatentModel:  # fmt: skip
+    """Train both stages on ``data``; returns the :class:`LatentModel` (stage 1 skipped if ``vqvae`` is given).
+
+    ``checkpoint_dir``: checkpoints of stage 1 (``vqvae/``) and stage 2 (``propagator/``) every
+    ``cfg.checkpoint_every`` steps and at the end of each stage; ``resume`` continues from the newest
+    valid ones (batches and noise depend on ``(seed, step)`` only, so the result is the same model)."""
+    ck = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if data.f.shape[1] < 2:
         raise ConfigError("training needs trajectories of at least 2 snapshots")
     t0 = time.perf_counter()
@@ -446,15 +511,18 @@ def train_latent(data: Trajectories, cfg: LatentTrainConfig, progress: bool = Tr
     hist1 = {}
     if vqvae is None:
         vqvae, hist1 = train_vqvae6d(
-            X.reshape(R * T, *X.shape[2:]), F.reshape(R * T, *F.shape[2:]), vq_cfg, cfg, progress
-        )
+            X.reshape(R * T, *X.shape[2:]), F.reshape(R * T, *F.shape[2:]), vq_cfg, cfg, progress,
+            ck / "vqvae" if ck else None, resume,
+        )  # fmt: skip
     elif vqvae.config != vq_cfg:
         raise ConfigError("the given VQ-VAE was built for another grid or architecture")
     t1 = time.perf_counter()
     Z = encode_all(vqvae, X.reshape(R * T, *X.shape[2:]), F.reshape(R * T, *F.shape[2:])).reshape(
         R, T, *vq_cfg.latent_shape, -1
     )
-    prop, hist2 = train_propagator(vqvae, Z, X, F, C, prop_cfg, cfg, progress)
+    prop, hist2 = train_propagator(
+        vqvae, Z, X, F, C, prop_cfg, cfg, progress, ck / "propagator" if ck else None, resume
+    )
     t2 = time.perf_counter()
     D = cfg.stride * data.snapshot_steps
 
@@ -479,10 +547,21 @@ def train_latent(data: Trajectories, cfg: LatentTrainConfig, progress: bool = Tr
 
 
 def train_latent_files(
-    paths: Sequence[str | Path], out: str | Path, cfg: LatentTrainConfig, progress: bool = True
+    paths: Sequence[str | Path], out: str | Path, cfg: LatentTrainConfig, progress: bool = True, resume: bool = False
 ) -> LatentModel:
-    """``faiser train-latent``: load the datasets, train, write ``out/model.json`` + ``out/model.npz``."""
+    """``faiser train-latent``: load the datasets, train (checkpoints in ``out/checkpoints``), write
+    ``out/model.json`` + ``out/model.npz``. ``resume`` continues a killed run from its checkpoints.
+
+    Raises:
+      CheckpointError: a fresh run into a directory that holds checkpoints, or ``resume`` without any.
+    """
+    ck = Path(out) / "checkpoints"
+    has = ck.is_dir() and any(p.is_dir() and any(q.name.isdigit() for q in p.iterdir()) for p in ck.iterdir())
+    if has and not resume:
+        raise CheckpointError(f"{ck} already holds checkpoints; continue with --resume or choose another directory")
+    if resume and not has:
+        raise CheckpointError(f"nothing to resume: {ck} holds no checkpoints")
     data = load_trajectories(paths, species=cfg.species or None)
-    model = train_latent(data, cfg, progress)
+    model = train_latent(data, cfg, progress, checkpoint_dir=ck, resume=resume)
     save_latent_model(out, model)
     return model
