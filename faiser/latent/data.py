@@ -24,7 +24,7 @@ import numpy as np
 from faiser.config import JsonConfig
 from faiser.errors import ConfigError, DatasetError
 
-__all__ = ["Normalization", "Trajectories", "condition_vector", "dataset_paths", "load_trajectories"]
+__all__ = ["Normalization", "Trajectories", "dataset_paths", "load_trajectories"]
 
 # config keys that never condition the dynamics (output and numerics settings)
 _NOT_CONDITIONS = {"t_end", "diag_every", "vdf_stride", "dtype", "seed", "save_every", "vlsv_every"}
@@ -106,11 +106,6 @@ def _flat_numbers(config: Mapping) -> dict[str, float]:
         elif isinstance(v, list | tuple) and all(isinstance(e, int | float) and not isinstance(e, bool) for e in v):
             out.update({f"{k}[{i}]": float(e) for i, e in enumerate(v)})
     return out
-
-
-def condition_vector(norm: Normalization, config: Mapping) -> np.ndarray:
-    """Alias of :meth:`Normalization.condition`."""
-    return norm.condition(config)
 
 
 def dataset_paths(paths: Sequence[str | Path]) -> list[Path]:

@@ -94,9 +94,6 @@ class LatentModel:
     def latent_dt(self) -> float:
         return float(self.meta["latent_dt"])
 
-    def __hash__(self):
-        return id(self)
-
     # -- public -------------------------------------------------------------------------------
     def encode(self, f, E, B) -> jax.Array:
         """Latent state ``(batch, Lx, Ly, Lz, code_dim)`` of ``f`` ``(batch, nx, ny, nz, nv...)`` (case units)
