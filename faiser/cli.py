@@ -118,30 +118,25 @@ def _simulate(args) -> int:
 
 
 def _simulate_mpi(args) -> int:
-    """``simulate --distributed mpi``: every rank steps its block; rank 0 writes the outputs (the
-    other ranks write theirs into a temporary directory that is removed)."""
-    import tempfile
-
+    """``simulate --distributed mpi``: every rank steps its block; rank 0 writes the outputs."""
     from faiser.config import parse_overrides
-    from faiser.errors import ConfigError
     from faiser.parallel.mpi import abort_on_error, world
     from faiser.simulation import simulate
 
     comm = world()
-    if args.resume:
-        raise ConfigError("--resume is not available with --distributed mpi yet")
     root = comm.Get_rank() == 0
-    with abort_on_error(comm), tempfile.TemporaryDirectory(prefix="faiser-rank") as scratch:
+    with abort_on_error(comm):
         res = simulate(
-            args.case, parse_overrides(args.set), args.out if root else scratch, args.config,
+            args.case, parse_overrides(args.set), args.out, args.config,
             progress=root and not args.quiet, save_every=args.save_every, vlsv_every=args.vlsv_every,
-            checkpoint_every=args.checkpoint_every, devices=args.devices, distributed="mpi",
+            checkpoint_every=args.checkpoint_every, resume=args.resume, devices=args.devices, distributed="mpi",
         )  # fmt: skip
     if root:
         t = res.timing
+        resumed = f" (resumed at step {t['resumed_from_step']})" if t["resumed_from_step"] is not None else ""
         print(
             f"{args.case}: {t['steps']} steps to t={t['simulated_time']:g} on {t['devices']} MPI ranks in "
-            f"{t['wall_s']:.2f} s (+{t['compile_s']:.1f} s compile); outputs in {args.out}"
+            f"{t['wall_s']:.2f} s (+{t['compile_s']:.1f} s compile){resumed}; outputs in {args.out}"
         )
     return 0
 

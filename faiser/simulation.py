@@ -129,7 +129,13 @@ def simulate(
     stops being finite.
     """
     cfg = resolve_config(case, overrides, config_file)
-    built = build_case(case, cfg)
+    comm = None
+    if distributed == "mpi":  # every rank runs this function; rank 0 writes the files
+        from faiser.parallel.mpi import world
+
+        comm = world()
+    root = comm is None or comm.Get_rank() == 0
+    built = _build(case, cfg, on_host=comm is not None)
     stepper, state = built.stepper, built.state
     out = Path(out_dir) if out_dir is not None else None
     for name, n in (("save_every", save_every), ("vlsv_every", vlsv_every), ("checkpoint_every", checkpoint_every)):
@@ -142,7 +148,13 @@ def simulate(
     outputs = {"save_every": save_every, "vlsv_every": vlsv_every, "checkpoint_every": checkpoint_every}
     store, resumed = None, None
     if resume:  # refuse before touching the old run
-        store, resumed = _resume_from(out / "checkpoints", case, cfg, outputs, state)
+        if root:
+            store, resumed = _resume_from(out / "checkpoints", case, cfg, outputs, state, place=comm is None)
+        if comm is not None:  # the other ranks learn the step and counters; the state follows by scatter
+            from faiser.parallel.mpi import bcast_json
+
+            meta = bcast_json(resumed.meta if root else None, comm)
+            resumed = resumed if root else _Resumed(int(meta["step"]), None, [], [], meta)
         checkpoint_every = outputs["checkpoint_every"] = resumed.meta["outputs"]["checkpoint_every"]
     elif save_every and (out / "snapshots" / "zarr.json").exists():  # refuse before touching the old run
         raise DatasetError(f"{out / 'snapshots'} already holds a dataset; choose another output directory")
@@ -167,7 +179,8 @@ def simulate(
     }
     if hasattr(cfg, "describe"):  # SI and normalized parameters of cases configured in SI
         meta["derived"] = cfg.describe()
-    if out is not None:
+    writes = out is not None and root
+    if writes:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.json", json.dumps(meta, indent=2))
 
@@ -178,17 +191,18 @@ def simulate(
         stops = {0, *np.cumsum(plan["chunks"]).tolist()}
         if start not in stops or resumed.meta.get("n_steps") != n_steps:
             raise CheckpointError(f"checkpoint step {start} does not fit this run's plan of {n_steps} steps")
-        store.prune_after(start)
-    elif checkpoint_every:
+        if store is not None:
+            store.prune_after(start)
+    elif checkpoint_every and writes:
         store = _checkpoint_store(out / "checkpoints")
     todo = [n for n, s in zip(plan["chunks"], np.cumsum(plan["chunks"]).tolist()) if s > start]
-    if resumed and save_every:
+    writer = None
+    if resumed and save_every and writes:
         writer = _reopen_dataset(out / "snapshots", resumed.meta["n_saved"], len(plan["save"]))
-    else:
-        writer = _dataset_writer(built, meta, out / "snapshots", len(plan["save"]), state) if save_every else None
-    vlsv_dir = None
-    if vlsv_every:
-        vlsv_dir = out / "vlsv"
+    elif save_every and writes:
+        writer = _dataset_writer(built, meta, out / "snapshots", len(plan["save"]), state)
+    vlsv_dir = out / "vlsv" if vlsv_every else None
+    if vlsv_dir is not None and writes:
         vlsv_dir.mkdir(exist_ok=True)
 
     if (devices or 1) > 1 or distributed != "none":  # domain decomposition (faiser.parallel)
@@ -196,23 +210,41 @@ def simulate(
 
         stepper = distribute(stepper, devices, distributed)
         state = stepper.shard(state)
+    # outputs of a decomposed state: per-cell arrays of its grid (a block's under MPI), collected
+    # on the host of the writing rank (None on the others)
+    local_grid = getattr(stepper, "local_grid", built.grid)
+    to_host = getattr(stepper, "gather_cells", jax.device_get)
+    full_state = getattr(stepper, "gather_state", jax.device_get)
     t0 = time.perf_counter()
-    diag_fn = jax.jit(stepper.diagnostics).lower(state).compile()
-    snap_fn = jax.jit(lambda st: _cell_moments(built, st)).lower(state).compile() if writer else None
+    diag_fn = _compile(stepper, stepper.diagnostics, state)
+    snap_fn = _compile(stepper, lambda st: _cell_moments(built, st, local_grid), state) if save_every else None
+    cells_fn = _compile(stepper, lambda st: _cell_frame(built, st, local_grid), state) if out is not None else None
     chunks = {n: _compile_chunk(stepper, state, n) for n in sorted(set(todo))}
     compile_s = time.perf_counter() - t0
 
-    probe_fn, snapshots = (jax.jit(built.probe) if built.probe else None), []
+    probe_fn, snapshots = None, []
+    if built.probe is not None:
+        probe = built.probe
+        probe_fn = jax.jit(lambda st: stepper.probe(probe, st)) if hasattr(stepper, "probe") else jax.jit(probe)
+    initial_cells = to_host(cells_fn(state)) if cells_fn is not None and not resumed else None
     wall = 0.0
     n_vlsv = 0
     if resumed:
-        state, records, snapshots = resumed.state, resumed.records, resumed.probe
-        state = stepper.shard(state) if hasattr(stepper, "shard") else state
+        if initial_cells is None and cells_fn is not None:  # the initial frame of moments.nc
+            initial_cells = to_host(cells_fn(stepper.shard(built.state) if hasattr(stepper, "shard") else built.state))
+        if comm is not None:
+            state = stepper.scatter(resumed.state, built.state)
+        else:
+            state = stepper.shard(resumed.state) if hasattr(stepper, "shard") else resumed.state
+        records, snapshots = resumed.records, resumed.probe
         wall, n_vlsv = float(resumed.meta["wall_s"]), int(resumed.meta["n_vlsv"])
-        if vlsv_dir is not None:
+        if vlsv_dir is not None and writes:
             _drop_vlsv_from(vlsv_dir, n_vlsv)
     else:
         records = [_probe_row(probe_fn, state, _row(diag_fn(state)), snapshots)]
+    initial_time = float(built.state.time)
+    if comm is not None:
+        built = dataclasses.replace(built, state=None)  # each rank keeps only its block
     bar = tqdm(total=n_steps, initial=start, desc=f"simulate {case}", unit="step", disable=not progress)
     try:
         step = start
@@ -226,13 +258,18 @@ def simulate(
                 if step in plan["diag"]:
                     records.append(_probe_row(probe_fn, state, _row(diag_fn(state)), snapshots))
                 bar.update(n)
-            if writer is not None and step in plan["save"]:
+            if save_every and step in plan["save"]:
                 if step not in plan["diag"]:
                     _row(diag_fn(state))  # refuse to store a non-finite state
-                host = jax.device_get((state.f, state.E, state.B, snap_fn(state), state.aux))
-                writer.append(float(state.time), step, *host)
+                host = to_host((state.f, state.E, state.B, snap_fn(state)))
+                if writer is not None:
+                    writer.append(float(state.time), step, *host, jax.device_get(state.aux))
+            whole = None
+            if (vlsv_dir is not None and step in plan["vlsv"]) or (checkpoint_every and step in plan["checkpoint"]):
+                whole = full_state(state)  # None on the ranks that do not write
             if vlsv_dir is not None and step in plan["vlsv"]:
-                _write_vlsv(vlsv_dir / f"bulk.{n_vlsv:07d}.vlsv", built, state, meta)
+                if writes:
+                    _write_vlsv(vlsv_dir / f"bulk.{n_vlsv:07d}.vlsv", built, whole, meta)
                 n_vlsv += 1
             if store is not None and step in plan["checkpoint"]:  # after this step's outputs
                 if writer is not None:
@@ -242,7 +279,7 @@ def simulate(
                     "dt": float(stepper.dt), "n_saved": writer.count if writer else 0, "n_vlsv": n_vlsv,
                     "wall_s": wall,
                 }  # fmt: skip
-                _save_checkpoint(store, step, state, records, snapshots, ck_meta)
+                _save_checkpoint(store, step, whole, records, snapshots, ck_meta)
                 write_csv(records, out / "diagnostics.csv", CSV_COLUMNS)  # rows up to the checkpoint
     except BaseException:
         if writer is not None:
@@ -265,19 +302,38 @@ def simulate(
         "devices": getattr(stepper, "num_devices", 1),
         "phase_space_cells": built.grid.num_cells,
         "cell_updates_per_s": built.grid.num_cells * n_steps / wall if wall > 0 else None,
-        "snapshots": len(plan["save"]) if writer else 0,
+        "snapshots": len(plan["save"]) if save_every else 0,
         "vlsv_files": n_vlsv,
         "resumed_from_step": start if resumed else None,
     }
     ds = timeseries_to_xarray(records)
-    if out is not None:
-        write_cell_diagnostics(built, built.state, state, out / "moments.nc")
+    final_cells = to_host(cells_fn(state)) if cells_fn is not None else None
+    if writes:
+        frames = [(initial_time, initial_cells), (float(state.time), final_cells)]
+        write_cell_frames(built, frames, out / "moments.nc")
         write_csv(records, out / "diagnostics.csv", CSV_COLUMNS)
         atomic_write_text(out / "timing.json", json.dumps(timing, indent=2))
         plot_diagnostics(ds, built, out / "diagnostics.png")
         if built.extra_outputs is not None:
             built.extra_outputs(built, records, snapshots, out)
     return SimulationResult(built, state, ds, timing, out, snapshots)
+
+
+def _build(case: str, cfg, on_host: bool) -> Case:
+    """:func:`build_case`; with ``on_host`` the global initial state is built in host memory (the
+    CPU device), so a rank of a decomposed run puts only its block on its accelerator."""
+    if not on_host:
+        return build_case(case, cfg)
+    with jax.default_device(jax.devices("cpu")[0]):
+        return build_case(case, cfg)
+
+
+def _compile(stepper, fn, state):
+    """``fn`` jitted and compiled for ``state``: the compiled object, or the jitted function for
+    steppers whose collectives carry ordered effects (MPI), which compiled objects cannot run."""
+    jitted = jax.jit(fn)
+    compiled = jitted.lower(state).compile()
+    return jitted if getattr(stepper, "ordered_effects", False) else compiled
 
 
 def _probe_row(probe_fn, state, row: dict, snapshots: list) -> dict:
@@ -361,9 +417,10 @@ def _config_diff(a: dict, b: dict) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
-def _resume_from(path: Path, case: str, cfg, outputs: dict, like) -> tuple[object, _Resumed]:
+def _resume_from(path: Path, case: str, cfg, outputs: dict, like, place: bool = True) -> tuple[object, _Resumed]:
     """Open the checkpoints under ``path``, restore the newest valid one and check that it belongs
-    to this run (case, config, output options). Fills ``outputs["checkpoint_every"]`` if None."""
+    to this run (case, config, output options). Fills ``outputs["checkpoint_every"]`` if None.
+    The state is placed like ``like`` (on devices) if ``place``, else left in host memory."""
     from faiser.vlasov.state import State
 
     if not _has_checkpoints(path):
@@ -398,9 +455,10 @@ def _resume_from(path: Path, case: str, cfg, outputs: dict, like) -> tuple[objec
             for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(like))
         ):
             raise CheckpointError(f"the state in the checkpoint in {path} does not match the case's state")
-        state = jax.tree_util.tree_map(
-            lambda a, b: jax.device_put(np.asarray(a), getattr(b, "sharding", None)), state, like
-        )
+        if place:
+            state = jax.tree_util.tree_map(
+                lambda a, b: jax.device_put(np.asarray(a), getattr(b, "sharding", None)), state, like
+            )
         keys = meta["record_keys"]
         records = [
             {k: (int(v) if k == "step" else float(v)) for k, v in zip(keys, row)} for row in np.asarray(tree["records"])
@@ -439,8 +497,13 @@ def _drop_vlsv_from(vlsv_dir: Path, n: int) -> None:
         p.unlink()
 
 
-def _cell_moments(case: Case, state) -> list[dict]:
-    return [cell_diagnostics(f, case.grid, state.B, sp.mass) for f, sp in zip(state.f, case.stepper.species)]
+def _cell_moments(case: Case, state, grid=None) -> list[dict]:
+    """:func:`cell_diagnostics` of every species of ``state`` on ``grid`` (default: the case's)."""
+    grid = case.grid if grid is None else grid
+    return [cell_diagnostics(f, grid, state.B, sp.mass) for f, sp in zip(state.f, case.stepper.species)]
+
+
+_cell_frame = _cell_moments  # the per-cell diagnostics of one moments.nc frame
 
 
 def _dataset_writer(case: Case, meta: dict, path: Path, capacity: int, state):
@@ -464,14 +527,20 @@ def _write_vlsv(path: Path, case: Case, state, meta: dict) -> None:
 def write_cell_diagnostics(case: Case, initial, final, path: Path) -> xr.Dataset:
     """Per-cell diagnostics (moments, T_perp/T_par, heat flux, eps_M) of every species at the
     first and last time, as netCDF (``time`` x species variables ``<species>_<name>``)."""
-    frames = []
-    for st in (initial, final):
+    frames = [(float(st.time), jax.device_get(_cell_frame(case, st))) for st in (initial, final)]
+    return write_cell_frames(case, frames, path)
+
+
+def write_cell_frames(case: Case, frames, path: Path) -> xr.Dataset:
+    """``moments.nc`` from ``[(time, [per-cell diagnostics of each species]), ...]`` (global arrays)."""
+    parts_t = []
+    for t, per_species in frames:
         parts = []
-        for f, sp in zip(st.f, case.stepper.species):
-            d = to_xarray(cell_diagnostics(f, case.grid, st.B, sp.mass), case.grid)
-            parts.append(d.rename({k: f"{sp.name}_{k}" for k in d.data_vars}))
-        frames.append(xr.merge(parts).expand_dims(time=[float(st.time)]))
-    ds = xr.concat(frames, dim="time")
+        for d, sp in zip(per_species, case.stepper.species):
+            x = to_xarray(d, case.grid)
+            parts.append(x.rename({k: f"{sp.name}_{k}" for k in x.data_vars}))
+        parts_t.append(xr.merge(parts).expand_dims(time=[t]))
+    ds = xr.concat(parts_t, dim="time")
     ds.attrs.update(case=case.name, units="normalized (see config.json)")
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="scipy")

@@ -31,6 +31,7 @@ The MPI backend (:mod:`faiser.parallel.mpi`) runs the same block stepper with mp
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
@@ -50,7 +51,9 @@ from faiser.vlasov.state import State
 from faiser.vlasov.stepper import CFL_LIMIT, Stepper
 from faiser.vlasov.translate import halo_width, translate
 
-__all__ = ["BlockComm", "DomainStepper", "ShardMapComm", "choose_blocks", "check_blocks", "halo_widths"]
+__all__ = [
+    "BlockComm", "DomainStepper", "ShardMapComm", "block_grid", "choose_blocks", "check_blocks", "halo_widths",
+]  # fmt: skip
 
 
 def _periodic(side: Side) -> bool:
@@ -90,6 +93,18 @@ def check_blocks(stepper: Stepper, blocks: Sequence[int]) -> tuple[int, int, int
                 f"that a translation needs (3 + ceil(max|v| dt/dx)); use fewer devices or more cells"
             )
     return blocks  # type: ignore[return-value]
+
+
+def block_grid(grid: PhaseSpaceGrid, blocks: Sequence[int], coords: Sequence[int]) -> PhaseSpaceGrid:
+    """The grid of the block at ``coords`` of a ``blocks`` decomposition of ``grid``: its part of
+    the spatial box and cells, the whole velocity mesh (for per-cell diagnostics of one block)."""
+    lo, hi, n = list(grid.x_min), list(grid.x_max), list(grid.nx)
+    for d in range(3):
+        if blocks[d] > 1:
+            width = (grid.x_max[d] - grid.x_min[d]) / blocks[d]
+            lo[d], hi[d] = grid.x_min[d] + coords[d] * width, grid.x_min[d] + (coords[d] + 1) * width
+            n[d] = grid.nx[d] // blocks[d]
+    return dataclasses.replace(grid, x_min=tuple(lo), x_max=tuple(hi), nx=tuple(n))
 
 
 def choose_blocks(stepper: Stepper, n: int) -> tuple[int, int, int]:

@@ -1,17 +1,23 @@
 """MPI backend of the domain decomposition: one block per rank, mpi4jax collectives.
 
 Launch with ``mpirun -n N faiser simulate CASE ... --distributed mpi --out DIR``. Every rank builds
-the case, keeps the global state and advances its own block with the same
-:class:`~faiser.parallel.domain.BlockStepper` as the ``shard_map`` path; only the collectives differ
-(:class:`MpiComm`): halos by ``mpi4jax.sendrecv`` with the neighbouring ranks, the field-solve
-moments by ``mpi4jax.allgather``, domain sums by ``mpi4jax.allreduce``. At the end of every compiled
-chunk (each output stop of ``simulate``) the blocks are all-gathered, so every rank holds the global
-state and the unchanged output code runs on it; rank 0 writes the files.
+the case and cuts its own block out of the initial state (:meth:`MpiStepper.shard`); from then on
+a rank holds only its block of ``f``, ``E`` and ``B`` (plus the replicated ``State.aux``, e.g. the
+hybrid face B) and advances it with the same :class:`~faiser.parallel.domain.BlockStepper` as the
+``shard_map`` path; only the collectives differ (:class:`MpiComm`): halos by ``mpi4jax.sendrecv``
+with the neighbouring ranks, the field-solve moments by ``mpi4jax.allgather``, domain sums by
+``mpi4jax.allreduce``.
 
-Limits of this first version: the global state (``f`` included) lives on every rank, so MPI
-distributes the work but not the memory, and each output stop all-gathers ``f`` (choose
-``diag_every`` accordingly). mpi4jax >= 0.8 orders its operations by JAX effects (no tokens).
-Gradients must not flow through these collectives (mpi4jax supports reverse mode for few ops).
+Diagnostics are reduced, not gathered: every rank integrates its block and the partial sums,
+minima and maxima are all-reduced (:meth:`MpiStepper.diagnostics`); case probes gather only their
+per-cell velocity integrals (:class:`~faiser.vlasov.hybrid_diagnostics.CellProbe`). ``f`` is
+assembled on rank 0 only where a file needs it (dataset snapshots, VLSV files, checkpoints) by
+``MPI_Gather`` into host memory (:meth:`MpiStepper.gather_cells`); resuming scatters a checkpoint's
+state from rank 0 (:meth:`MpiStepper.scatter`). Host-side exchanges use mpi4py's buffer methods
+(``Gather``, ``Scatter``, ``Bcast``) on NumPy arrays and JSON text, never pickles.
+
+mpi4jax >= 0.8 orders its operations by JAX effects (no tokens). Gradients must not flow through
+these collectives (mpi4jax supports reverse mode for few ops).
 
 A rank that dies makes ``mpirun`` abort the job (OpenMPI's default for a process that exits without
 ``MPI_Finalize``); a Python error on one rank calls ``MPI_Abort`` (:func:`abort_on_error`), so a
@@ -21,6 +27,7 @@ failed run never leaves the other ranks waiting in a collective.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import sys
@@ -32,7 +39,8 @@ import numpy as np
 from jax import lax
 
 from faiser.errors import DistributedError
-from faiser.parallel.domain import BlockStepper, _periodic, check_blocks, choose_blocks
+from faiser.parallel.domain import BlockStepper, _periodic, block_grid, check_blocks, choose_blocks
+from faiser.vlasov.diagnostics import global_diagnostics
 from faiser.vlasov.remap import Side, ghost_cells
 from faiser.vlasov.state import State
 from faiser.vlasov.stepper import Stepper
@@ -121,11 +129,30 @@ class MpiComm:
         return mpi4jax.allreduce(x, op=MPI.SUM, comm=self.comm)
 
 
+_SUM_KEYS = (
+    "mass", "momentum_x", "momentum_y", "momentum_z", "kinetic_energy", "electric_energy", "magnetic_energy",
+    "total_energy",
+)  # fmt: skip
+
+
+def bcast_json(obj, comm, root: int = 0):
+    """``obj`` (JSON-serializable) of rank ``root`` on every rank, sent as UTF-8 JSON text."""
+    data = np.frombuffer(json.dumps(obj).encode(), np.uint8) if comm.Get_rank() == root else None
+    n = np.array([0 if data is None else data.size], np.int64)
+    comm.Bcast(n, root=root)
+    buf = data.copy() if data is not None else np.empty(int(n[0]), np.uint8)
+    comm.Bcast(buf, root=root)
+    return json.loads(buf.tobytes().decode())
+
+
 class MpiStepper:
     """A :class:`~faiser.vlasov.stepper.Stepper` decomposed over the ranks of an MPI launch.
 
-    States are global and identical on every rank (see the module docstring); :meth:`multi_step`
-    advances this rank's block and all-gathers the blocks at the end.
+    States are this rank's block: ``f``, ``E`` and ``B`` of its cells, the rest (time, step,
+    ``mass_lost``, ``aux``) replicated. :meth:`shard` cuts a block from a global state,
+    :meth:`multi_step` advances it, :meth:`diagnostics` returns the global diagnostics on every
+    rank, :meth:`gather_cells` / :meth:`gather_state` assemble global arrays on rank 0 (for file
+    writes) and :meth:`scatter` distributes a global state held by rank 0.
 
     Args:
       stepper: the single-domain stepper.
@@ -133,6 +160,8 @@ class MpiStepper:
       blocks: blocks per spatial axis (product = ranks; default :func:`choose_blocks`).
       comm: an mpi4py communicator (default ``COMM_WORLD``).
     """
+
+    ordered_effects = True  # mpi4jax calls: jitted functions only, no AOT-compiled objects
 
     def __init__(self, stepper: Stepper, devices: int | None = None, blocks: Sequence[int] | None = None, comm=None):
         self.stepper = stepper
@@ -146,6 +175,7 @@ class MpiStepper:
         self.block_comm = MpiComm(self.blocks, self.comm)
         self.block_stepper = BlockStepper(stepper, self.block_comm)
         self.rank = self.comm.Get_rank()
+        self.local_grid = block_grid(stepper.grid, self.blocks, self.block_comm.coords)
         self._crash = _crash_step(self.rank)
 
     @property
@@ -161,23 +191,91 @@ class MpiStepper:
             raise AttributeError(name)
         return getattr(self.stepper, name)
 
+    # ---- placement ---------------------------------------------------------------------------
     def shard(self, state: State) -> State:
-        """The global state on this rank's device (every rank holds it whole)."""
-        return jax.device_put(state, jax.devices()[0])
+        """This rank's block of the global ``state`` (every rank passes the same global state),
+        on this rank's device. Only the block's slices are copied to the device."""
+        cut = lambda x: jnp.asarray(np.ascontiguousarray(self._cut(np.asarray(x))))  # noqa: E731
+        return state.replace(
+            f=tuple(cut(f) for f in state.f), E=cut(state.E), B=cut(state.B),
+            time=jnp.asarray(state.time), step=jnp.asarray(state.step), mass_lost=jnp.asarray(state.mass_lost),
+            aux=jax.tree.map(jnp.asarray, state.aux),
+        )  # fmt: skip
 
-    def _block(self, state: State) -> State:
-        c = self.block_comm
-        return state.replace(f=tuple(c.local(f) for f in state.f), E=c.local(state.E), B=c.local(state.B))
+    def _cut(self, x: np.ndarray) -> np.ndarray:
+        index = tuple(
+            slice(c * (n // p), (c + 1) * (n // p)) for n, p, c in zip(x.shape, self.blocks, self.block_comm.coords)
+        )
+        return x[index]
 
+    def scatter(self, state: State | None, like: State) -> State:
+        """The block of ``state``, a global state held by rank 0 only (None on the other ranks);
+        ``like`` is a global state of the same structure, shapes and dtypes on every rank."""
+        root = self.is_root
+        is_cell = like.replace(
+            f=tuple(True for _ in like.f), E=True, B=True, time=False, step=False, mass_lost=False,
+            aux=jax.tree.map(lambda _: False, like.aux),
+        )  # fmt: skip
+        leaves, tree = jax.tree_util.tree_flatten(like)
+        given = jax.tree_util.tree_leaves(state) if root else [None] * len(leaves)
+        if len(given) != len(leaves):
+            raise DistributedError("the state to scatter does not match the case's state")
+        out = []
+        for lk, x, cell in zip(leaves, given, jax.tree_util.tree_leaves(is_cell)):
+            shape, dtype = np.shape(lk), np.dtype(lk.dtype)
+            if cell:
+                local = tuple(n // b for n, b in zip(shape[:3], self.blocks)) + shape[3:]
+                send = self._split(np.asarray(x, dtype)) if root else None
+                buf = np.empty(local, dtype)
+                self.comm.Scatter(send, buf, root=0)
+            else:
+                buf = np.array(x, dtype, order="C") if root else np.empty(shape, dtype)  # keeps 0-d arrays 0-d
+                self.comm.Bcast(buf, root=0)
+            out.append(jnp.asarray(buf))
+        return jax.tree_util.tree_unflatten(tree, out)
+
+    def _split(self, x: np.ndarray) -> np.ndarray:
+        px, py, pz = self.blocks
+        (nx, ny, nz), rest = x.shape[:3], x.shape[3:]
+        x = x.reshape(px, nx // px, py, ny // py, pz, nz // pz, *rest)
+        x = np.transpose(x, (0, 2, 4, 1, 3, 5, *range(6, x.ndim)))
+        return np.ascontiguousarray(x.reshape(px * py * pz, nx // px, ny // py, nz // pz, *rest))
+
+    def gather_cells(self, tree):
+        """A pytree of per-cell block arrays (spatial axes first) assembled into global NumPy
+        arrays on rank 0 (``MPI_Gather`` into host memory); None on the other ranks."""
+        root = self.is_root
+        out = []
+        leaves, treedef = jax.tree_util.tree_flatten(jax.device_get(tree))
+        for x in leaves:
+            x = np.ascontiguousarray(x)
+            recv = np.empty((self.num_devices, *x.shape), x.dtype) if root else None
+            self.comm.Gather(x, recv, root=0)
+            if root:
+                px, py, pz = self.blocks
+                lx, ly, lz, *rest = x.shape
+                g = recv.reshape(px, py, pz, lx, ly, lz, *rest)
+                g = np.transpose(g, (0, 3, 1, 4, 2, 5, *range(6, g.ndim)))
+                out.append(g.reshape(px * lx, py * ly, pz * lz, *rest))
+        return jax.tree_util.tree_unflatten(treedef, out) if root else None
+
+    def gather_state(self, state: State) -> State | None:
+        """The global state (NumPy arrays) on rank 0, None on the other ranks."""
+        cells = self.gather_cells((state.f, state.E, state.B))
+        if cells is None:
+            return None
+        f, E, B = cells
+        return jax.device_get(state).replace(f=tuple(f), E=E, B=B)
+
+    # ---- stepping and diagnostics --------------------------------------------------------------
     def multi_step(self, state: State, n_steps: int) -> State:
-        """``n_steps`` Strang steps of the decomposed domain (jit-able; ``n_steps`` static)."""
+        """``n_steps`` Strang steps of this rank's block (jit-able; ``n_steps`` static)."""
         if n_steps <= 0:
             return state
-        block = self.block_stepper.multi_step(self._block(state), n_steps)
+        block = self.block_stepper.multi_step(state, n_steps)
         if self._crash is not None:
             jax.debug.callback(partial_crash(self._crash), block.step)
-        c = self.block_comm
-        return block.replace(f=tuple(c.gather(f) for f in block.f), E=c.gather(block.E), B=c.gather(block.B))
+        return block
 
     def compile_chunk(self, state: State, n_steps: int):
         """A compiled ``state -> multi_step(state, n_steps)``. The MPI collectives carry ordered
@@ -188,8 +286,31 @@ class MpiStepper:
         return fn
 
     def diagnostics(self, state: State) -> dict[str, jax.Array]:
-        """Global diagnostics of the (global) state."""
-        return self.stepper.diagnostics(state)
+        """The global diagnostics of :meth:`Stepper.diagnostics` from this rank's block: block
+        integrals all-reduced (sums; ``l2_norm`` through its square; min / max of ``f``)."""
+        import mpi4jax
+        from mpi4py import MPI
+
+        d = global_diagnostics(state.f, state.E, state.B, self.local_grid, self.species)
+        sums = jnp.stack([d[k] for k in _SUM_KEYS] + [d["l2_norm"] ** 2])
+        sums = mpi4jax.allreduce(sums, op=MPI.SUM, comm=self.comm)
+        out = {k: sums[i] for i, k in enumerate(_SUM_KEYS)}
+        out["l2_norm"] = jnp.sqrt(sums[-1])
+        out["f_min"] = mpi4jax.allreduce(d["f_min"], op=MPI.MIN, comm=self.comm)
+        out["f_max"] = mpi4jax.allreduce(d["f_max"], op=MPI.MAX, comm=self.comm)
+        out["time"], out["step"], out["mass_lost"] = state.time, state.step, jnp.sum(state.mass_lost)
+        return {k: out[k] for k in (*d, "time", "step", "mass_lost")}
+
+    def probe(self, probe, state: State) -> dict:
+        """A case probe of the global state from this rank's block: a
+        :class:`~faiser.vlasov.hybrid_diagnostics.CellProbe` gathers its per-cell integrals, E and
+        B; any other probe gets the whole gathered state."""
+        c = self.block_comm
+        whole = state.replace(E=c.gather(state.E), B=c.gather(state.B))
+        if hasattr(probe, "cells") and hasattr(probe, "finish"):
+            cells = jax.tree.map(c.gather, probe.cells(state.f, self.local_grid))
+            return probe.finish(whole.replace(f=()), cells)
+        return probe(whole.replace(f=tuple(c.gather(f) for f in state.f)))
 
 
 def _crash_step(rank: int) -> int | None:

@@ -43,12 +43,22 @@ def div_b_relative(model: HybridFields, B_face, grid: PhaseSpaceGrid):
 
 def energy_budget(state, grid: PhaseSpaceGrid, species, model: HybridFields) -> dict:
     """Ion kinetic, magnetic (staggered) and electron internal energy and their sum (scalars)."""
+    return _energy_budget(state, _kinetic_energy_density(state.f, grid, species), grid, species, model)
+
+
+def _kinetic_energy_density(fs, grid: PhaseSpaceGrid, species):
+    """``sum_s (m_s / 2) int |v|^2 f_s d3v`` per spatial cell, (nx, ny, nz)."""
     kin = 0.0
-    for f, s in zip(state.f, species):
+    for f, s in zip(fs, species):
         v2 = sum(jnp.asarray(grid.v_mesh(d), f.dtype) ** 2 for d in range(3))
-        kin = kin + 0.5 * s.mass * jnp.sum(f * v2) * grid.phase_cell_volume
+        kin = kin + 0.5 * s.mass * jnp.sum(f * v2, axis=(3, 4, 5)) * grid.velocity_cell_volume
+    return kin
+
+
+def _energy_budget(state, kin_density, grid: PhaseSpaceGrid, species, model: HybridFields, rho=None) -> dict:
+    kin = jnp.sum(kin_density) * grid.cell_volume
     mag = magnetic_energy_faces(state.aux["B_face"], grid)
-    rho = ion_moments(state.f, grid, species)["rho"]
+    rho = ion_moments(state.f, grid, species)["rho"] if rho is None else rho
     ele = electron_internal_energy(model, rho, grid)
     return {
         "ion_kinetic_energy": kin,
@@ -56,6 +66,28 @@ def energy_budget(state, grid: PhaseSpaceGrid, species, model: HybridFields) -> 
         "electron_internal_energy": ele,
         "hybrid_total_energy": kin + mag + ele,
     }
+
+
+class CellProbe:
+    """A jit-able ``probe(state) -> dict`` computed in two parts: :meth:`cells`, the per-cell
+    velocity integrals of ``f`` it needs (arrays with the spatial axes first), and :meth:`finish`,
+    which needs only those, the fields and ``state.aux``. ``probe(state) = finish(state,
+    cells(state.f, grid))``; a domain-decomposed run computes :meth:`cells` block by block on a
+    block's grid and gathers only them (a few numbers per cell instead of ``f``)."""
+
+    def __init__(self, grid: PhaseSpaceGrid, cells, finish):
+        self.grid, self._cells, self._finish = grid, cells, finish
+
+    def cells(self, fs, grid: PhaseSpaceGrid | None = None) -> dict:
+        """Per-cell integrals of the distributions ``fs`` on ``grid`` (default: the whole grid)."""
+        return self._cells(fs, self.grid if grid is None else grid)
+
+    def finish(self, state, cells: dict) -> dict:
+        """The probe's outputs from the global ``cells``, ``state.E``, ``state.B`` and ``state.aux``."""
+        return self._finish(state, cells)
+
+    def __call__(self, state) -> dict:
+        return self.finish(state, self.cells(state.f))
 
 
 def make_probe(
@@ -66,8 +98,8 @@ def make_probe(
     mode_k: int = 1,
     shock: bool = False,
     khi: bool = False,
-):
-    """A jit-able ``probe(state) -> dict`` for :func:`faiser.simulation.simulate`.
+) -> CellProbe:
+    """A jit-able ``probe(state) -> dict`` for :func:`faiser.simulation.simulate` (a :class:`CellProbe`).
 
     Scalars: ``div_b_rel``, the energy budget, ``field_subcycles``, ``b_max``; with ``mode_axis``
     the complex Fourier mode ``mode_k`` of ``B_y + i B_z`` along that axis (``mode_re``, ``mode_im``,
@@ -78,14 +110,21 @@ def make_probe(
     """
     species = tuple(species)
 
-    def probe(state):
+    def cells(fs, g):
+        out = {k: v for k, v in ion_moments(fs, g, species).items() if k in ("rho", "U")}
+        out["kinetic_energy_density"] = _kinetic_energy_density(fs, g, species)
+        if shock:
+            m0 = moments(fs[0], g, species[0].mass)
+            out["pressure0"], out["density0"] = m0["pressure"], m0["density"]
+        return out
+
+    def finish(state, mom):
         out = {
             "div_b_rel": div_b_relative(model, state.aux["B_face"], grid),
             "field_subcycles": state.aux["subcycles"].astype(state.B.dtype),
             "b_max": jnp.max(jnp.sqrt(jnp.sum(state.B**2, axis=-1))),
         }
-        out.update(energy_budget(state, grid, species, model))
-        mom = ion_moments(state.f, grid, species)
+        out.update(_energy_budget(state, mom["kinetic_energy_density"], grid, species, model, rho=mom["rho"]))
         if mode_axis is not None and not khi:
             n = grid.nx[mode_axis]
             x = np.arange(n)
@@ -103,15 +142,14 @@ def make_probe(
             out["density"] = mom["rho"][:, :, 0]
             out["B"] = state.B[:, :, 0, :]
         if shock:
-            m0 = moments(state.f[0], grid, species[0].mass)
-            _, _, ratio = anisotropy(m0["pressure"], m0["density"], state.B)
+            _, _, ratio = anisotropy(mom["pressure0"], mom["density0"], state.B)
             out["density"] = mom["rho"][:, 0, 0]
             out["velocity"] = mom["U"][:, 0, 0, :]
             out["B"] = state.B[:, 0, 0, :]
             out["anisotropy"] = ratio[:, 0, 0]
         return out
 
-    return probe
+    return CellProbe(grid, cells, finish)
 
 
 # ---- shock ------------------------------------------------------------------------------------------
