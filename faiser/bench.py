@@ -77,15 +77,17 @@ class StepperCase:
     drift: tuple[float, float, float] = (0.0, 0.0, 0.0)
     fields: str = "electrostatic"  # or "hybrid"
 
-    def grid(self, scale: float, nv_scale: float) -> PhaseSpaceGrid:
-        nx = tuple(_scaled(n, scale) for n in self.nx)
+    def grid(self, scale: float, nv_scale: float, stretch: int = 1) -> PhaseSpaceGrid:
+        """The case's grid; ``stretch`` multiplies the cells and the length of the x axis (same
+        dx: the grid of ``stretch`` devices in a weak-scaling run)."""
+        nx = tuple(_scaled(n, scale) * (stretch if d == 0 else 1) for d, n in enumerate(self.nx))
         nv = _scaled(self.nv, nv_scale)
         length = 2 * math.pi / K
         if len(nx) == 2:
-            return PhaseSpaceGrid.make_2d3v(nx[0], nx[1], length, nv, self.vmax)
+            return PhaseSpaceGrid.make_2d3v(nx[0], nx[1], (stretch * length, length), nv, self.vmax)
         if self.velocity_dims == 3:
-            return PhaseSpaceGrid.make_1d3v(nx[0], length, nv, self.vmax)
-        return PhaseSpaceGrid.make_1d1v(nx[0], length, nv, self.vmax)
+            return PhaseSpaceGrid.make_1d3v(nx[0], stretch * length, nv, self.vmax)
+        return PhaseSpaceGrid.make_1d1v(nx[0], stretch * length, nv, self.vmax)
 
     def initial_f(self, grid: PhaseSpaceGrid, dtype) -> jax.Array:
         f = dist.maxwellian(grid, bulk_velocity=self.drift, dtype=dtype)
@@ -199,6 +201,7 @@ SETTINGS: dict[str, tuple[object, Callable]] = {
     "scale": ("1.0", lambda v: _positive_float("scale", v)),
     "nv_scale": ("1.0", lambda v: _positive_float("nv_scale", v)),
     "devices": ("1", _devices),
+    "weak": ("0", lambda v: _int("weak", v, 0) > 0),
 }
 SETTING_HELP = {
     "cases": "comma-separated subset of " + ", ".join(STEPPER_CASES),
@@ -211,6 +214,8 @@ SETTING_HELP = {
     "nv_scale": "factor on the velocity cells per axis, nv -> max(4, int(nv * nv_scale))",
     "devices": "comma-separated device counts, e.g. 1,2,4: the stepper domain-decomposed over each "
     "(faiser.parallel.domain; on CPU set XLA_FLAGS=--xla_force_host_platform_device_count=N)",
+    "weak": "1: weak scaling, the x axis of the grid grows with the device count (same cells per device); "
+    "0 (default): strong scaling, one grid for every count",
 }
 
 
@@ -285,9 +290,9 @@ def _load_average() -> float | None:
 
 
 # ---- measurement -----------------------------------------------------------------------------------
-def _build(case: StepperCase, settings: dict) -> tuple[Stepper, State, float]:
+def _build(case: StepperCase, settings: dict, stretch: int = 1) -> tuple[Stepper, State, float]:
     """Stepper and initialized state; ``dt`` halved while the stepper refuses it (CFL)."""
-    grid = case.grid(settings["scale"], settings["nv_scale"])
+    grid = case.grid(settings["scale"], settings["nv_scale"], stretch)
     dtype = jnp.dtype(settings["dtype"])
     species = (ELECTRON,)
     if case.fields == "hybrid":
@@ -331,11 +336,11 @@ def _field_share(stepper: Stepper, state: State, n: int, step_s: float) -> float
     return (time.perf_counter() - t0) / (n * step_s)
 
 
-def _bench_case(case: StepperCase, settings: dict, bar, devices: int = 1) -> dict:
+def _bench_case(case: StepperCase, settings: dict, bar, devices: int = 1, stretch: int = 1) -> dict:
     n, repeats, warmup = settings["steps"], settings["repeats"], settings["warmup"]
     bar.set_postfix_str(f"{case.name}: build")
     t0 = time.perf_counter()
-    stepper, state, dt = _build(case, settings)
+    stepper, state, dt = _build(case, settings, stretch)
     if devices > 1:  # domain-decomposed: same numerics, f split over the devices
         from faiser.parallel.domain import DomainStepper
 
@@ -452,6 +457,34 @@ def _scaling(runs: dict[int, dict]) -> list[dict]:
     return rows
 
 
+def _weak_scaling(runs: dict[int, dict]) -> list[dict]:
+    """Per device count (the grid's x axis grown with it): ``weak_efficiency`` = time per step of
+    the smallest count over this one's (1 = perfect on real devices, each keeping its cells) and
+    ``cost_per_cell_overhead_vs_base`` = seconds per cell update over the smallest count's, minus 1
+    (what counts when the devices share the same cores, as fake CPU devices do)."""
+    base_n = min(runs)
+    base = runs[base_n]
+    base_per_cell = base["median_step_s"] / base["num_cells"]
+    rows = []
+    for d, r in sorted(runs.items()):
+        t = r["median_step_s"]
+        rows.append(
+            {
+                "devices": d,
+                "blocks": r.get("blocks", [1, 1, 1]),
+                "grid_shape": r["grid_shape"],
+                "cells_per_device": r["num_cells"] // d,
+                "median_step_s": t,
+                "steps_per_s": 1.0 / t,
+                "cell_updates_per_s": r["cell_updates_per_s"],
+                "compile_s": r["compile_s"],
+                "weak_efficiency": base["median_step_s"] / t,
+                "cost_per_cell_overhead_vs_base": (t / r["num_cells"]) / base_per_cell - 1,
+            }
+        )
+    return rows
+
+
 def bench_stepper(out: str | Path, overrides: Mapping[str, object] | None = None, progress: bool = True) -> dict:
     """Measure the reference stepper's phase-space cell updates per second on the standard cases.
 
@@ -465,7 +498,9 @@ def bench_stepper(out: str | Path, overrides: Mapping[str, object] | None = None
         ``scale`` (factor on the spatial cells per axis, ``nx -> max(4, int(nx * scale))``),
         ``nv_scale`` (the same on the velocity cells per axis), ``devices`` (comma-separated device
         counts: each case is also run domain-decomposed over each count and gets a ``scaling`` list
-        of steps/s, cell updates/s, speed-up, efficiency and overhead against one device).
+        of steps/s, cell updates/s, speed-up, efficiency and overhead against one device),
+        ``weak`` (1: the grid's x axis grows with the device count instead, and each case gets a
+        ``weak_scaling`` list with the weak-scaling efficiency).
       progress: show a tqdm progress bar on stderr.
 
     Returns:
@@ -485,9 +520,15 @@ def bench_stepper(out: str | Path, overrides: Mapping[str, object] | None = None
     with x64, tqdm(total=total, desc="bench stepper", unit="chunk", file=sys.stderr, disable=not progress) as bar:
         env = environment()
         for name in names:
-            runs = {d: _bench_case(STEPPER_CASES[name], settings, bar, d) for d in settings["devices"]}
+            weak = settings["weak"]
+            runs = {
+                d: _bench_case(STEPPER_CASES[name], settings, bar, d, stretch=d if weak else 1)
+                for d in settings["devices"]
+            }
             results[name] = runs[settings["devices"][0]]
-            if settings["devices"] != (1,):
+            if weak:
+                results[name]["weak_scaling"] = _weak_scaling(runs)
+            elif settings["devices"] != (1,):
                 results[name]["scaling"] = _scaling(runs)
     if env["backend"] == "cpu" and env["cpu_affinity_count"]:
         for r in results.values():

@@ -215,6 +215,7 @@ def simulate(
     local_grid = getattr(stepper, "local_grid", built.grid)
     to_host = getattr(stepper, "gather_cells", jax.device_get)
     full_state = getattr(stepper, "gather_state", jax.device_get)
+    host_aux = getattr(stepper, "gather_aux", lambda st: jax.device_get(st.aux))
     t0 = time.perf_counter()
     diag_fn = _compile(stepper, stepper.diagnostics, state)
     snap_fn = _compile(stepper, lambda st: _cell_moments(built, st, local_grid), state) if save_every else None
@@ -262,8 +263,9 @@ def simulate(
                 if step not in plan["diag"]:
                     _row(diag_fn(state))  # refuse to store a non-finite state
                 host = to_host((state.f, state.E, state.B, snap_fn(state)))
+                aux = host_aux(state)
                 if writer is not None:
-                    writer.append(float(state.time), step, *host, jax.device_get(state.aux))
+                    writer.append(float(state.time), step, *host, aux)
             whole = None
             if (vlsv_dir is not None and step in plan["vlsv"]) or (checkpoint_every and step in plan["checkpoint"]):
                 whole = full_state(state)  # None on the ranks that do not write

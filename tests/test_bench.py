@@ -87,3 +87,17 @@ def test_benchmark_script_bad_key(tmp_path, capsys):
     spec.loader.exec_module(mod)
     assert mod.main(["--out", str(tmp_path / "b.json"), "--set", "bogus=1"]) == 2
     assert "bogus" in capsys.readouterr().err
+
+
+def test_bench_stepper_weak_scaling(tmp_path):
+    """``weak=1``: the x axis grows with the device count, so every device keeps the same cells."""
+    out = tmp_path / "weak.json"
+    args = ["--set", "cases=landau_1d1v", "--set", "scale=0.125", "--set", "nv_scale=0.0625", "--set", "steps=1"]
+    args += ["--set", "repeats=1", "--set", "warmup=0", "--set", "devices=1,2", "--set", "weak=1"]
+    assert main(["bench", "stepper", *args, "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["cases"]["landau_1d1v"]["weak_scaling"]
+    assert [r["devices"] for r in rows] == [1, 2]
+    assert [r["grid_shape"][0] for r in rows] == [128, 256] and rows[1]["blocks"] == [2, 1, 1]
+    assert rows[0]["cells_per_device"] == rows[1]["cells_per_device"] == 128 * 64
+    assert rows[0]["weak_efficiency"] == 1.0 and rows[0]["cost_per_cell_overhead_vs_base"] == 0.0
+    assert rows[1]["weak_efficiency"] > 0 and rows[1]["median_step_s"] > 0

@@ -12,17 +12,19 @@ acceleration (a per-cell map) runs block-locally without communication. What cro
   the inflow Maxwellian). The stepper's own :func:`~faiser.vlasov.translate.translate` remaps the
   extended block and crops it, so every cell sees exactly the values it sees in a single domain.
   A block thinner than the halo is refused (:class:`~faiser.errors.DistributedError`).
-* **field solves**: each block computes its per-cell moments (charge density; for the hybrid model
-  the ion density, bulk velocity, charge flux and ``q/m`` weight), they are all-gathered and every
-  device solves the fields of the whole domain (periodic FFT Poisson solve; hybrid: the
-  constrained-transport Faraday/Ohm subcycles on the face-staggered B in ``State.aux``, which is
-  replicated), then keeps the E and B of its own block. The moments (1 electrostatic, 8 hybrid)
-  plus E and B are at most 14 numbers per spatial cell against ``nvx * nvy * nvz`` (typically
-  10^4 - 10^5) values of ``f``: the gather moves far less than one halo of ``f``, and the
-  replicated solve costs 0.5-1.2 % of a CPU step (``field_solver_share`` of ``faiser bench
-  stepper``) while it keeps the field solvers, their global FFTs, subcycle counts and boundary
-  closures untouched and identical to one domain. (On a GPU the small hybrid field kernels take
-  28-84 % of a step; there a decomposed field solver would be the next step.)
+* **hybrid field solve** (:class:`HaloFields`): block-local like the translation. The
+  constrained-transport Faraday/Ohm solver pads every array by ``G = 3`` ghost cells per axis;
+  on a block, the ghosts along a split axis are the neighbours' cells (``halo_with``: a
+  ``ppermute`` ring, the boundary rule only at the domain's edges, including the div-B closure of
+  the face B at a non-periodic high edge), the subcycle count comes from the global maximum
+  signal speed (``pmax``), and the face-staggered B in ``State.aux["B_face"]`` is split with
+  ``f``. Every Heun stage exchanges one halo of the face B: 3 x 3 x (cells of a block face)
+  numbers, against the ``(3 + shift) x nv^3`` values per face cell of ``f``'s halos. A block
+  computes exactly the values of its cells in the whole domain (tests: 1D, 2 x 2, 2 x 2 x 2).
+* **electrostatic field solve** (:class:`GatheredFields`): each block computes its charge
+  density, it is all-gathered and every device solves the periodic FFT Poisson problem of the
+  whole domain, then keeps the E of its own block (one number per spatial cell gathered, against
+  ``nv^3`` values of ``f`` per cell; 0.5-1.2 % of a CPU step).
 * **sums** (mass lost from the velocity box, mass removed by the sparsity threshold): ``psum``.
 
 Diagnostics and outputs run on the global (sharded) arrays under ``jax.jit``; XLA partitions them.
@@ -153,6 +155,15 @@ class BlockComm(Protocol):
         (the boundary's ghost cells at a non-periodic domain edge)."""
         ...
 
+    def halo_with(self, a: jax.Array, width: int, axis: int, lo: jax.Array | None, hi: jax.Array | None) -> jax.Array:
+        """``a`` extended by ``width`` cells of the neighbouring blocks along ``axis``; at the
+        domain's low (high) edge by ``lo`` (``hi``) instead, unless that is None (periodic)."""
+        ...
+
+    def pmax(self, x: jax.Array) -> jax.Array:
+        """Maximum of ``x`` over all blocks."""
+        ...
+
     def gather(self, x: jax.Array) -> jax.Array:
         """The global per-cell array assembled from every block's ``x``."""
         ...
@@ -174,17 +185,23 @@ class ShardMapComm:
         self.names = {d: SPACE_AXES[d] for d in range(3) if blocks[d] > 1}
 
     def halo(self, f, width, left, right, *, axis):
-        name, p, n = self.names[axis], self.blocks[axis], f.shape[axis]
-        to_right = lax.slice_in_dim(f, n - width, n, axis=axis)  # becomes the right neighbour's left halo
-        to_left = lax.slice_in_dim(f, 0, width, axis=axis)
+        return _halo(self, f, width, left, right, axis)
+
+    def halo_with(self, a, width, axis, lo, hi):
+        name, p, n = self.names[axis], self.blocks[axis], a.shape[axis]
+        to_right = lax.slice_in_dim(a, n - width, n, axis=axis)  # becomes the right neighbour's left halo
+        to_left = lax.slice_in_dim(a, 0, width, axis=axis)
         from_left = lax.ppermute(to_right, name, [(i, (i + 1) % p) for i in range(p)])
         from_right = lax.ppermute(to_left, name, [(i, (i - 1) % p) for i in range(p)])
         idx = lax.axis_index(name)
-        if not _periodic(left):
-            from_left = jnp.where(idx == 0, ghost_cells(f, left, True, axis, width), from_left)
-        if not _periodic(right):
-            from_right = jnp.where(idx == p - 1, ghost_cells(f, right, False, axis, width), from_right)
-        return jnp.concatenate([from_left, f, from_right], axis=axis)
+        if lo is not None:
+            from_left = jnp.where(idx == 0, lo, from_left)
+        if hi is not None:
+            from_right = jnp.where(idx == p - 1, hi, from_right)
+        return jnp.concatenate([from_left, a, from_right], axis=axis)
+
+    def pmax(self, x):
+        return lax.pmax(x, tuple(self.names.values())) if self.names else x
 
     def gather(self, x):
         for d, name in self.names.items():
@@ -203,11 +220,56 @@ class ShardMapComm:
         return lax.psum(x, tuple(self.names.values())) if self.names else x
 
 
+def _halo(comm, f, width, left: Side, right: Side, axis: int):
+    """:meth:`BlockComm.halo` from :meth:`BlockComm.halo_with`: the ghost cells of ``f``'s
+    boundary (outflow copies, inflow values) at a non-periodic domain edge."""
+    lo = None if _periodic(left) else ghost_cells(f, left, True, axis, width)
+    hi = None if _periodic(right) else ghost_cells(f, right, False, axis, width)
+    return comm.halo_with(f, width, axis, lo, hi)
+
+
 # ---- the block stepper ----------------------------------------------------------------------------
+class HaloFields:
+    """A field model that runs block-locally (e.g. the hybrid CT solver): its ``on_block(comm)``
+    version takes ghost cells along split axes from the neighbouring blocks (``comm.halo_with``)
+    and global maxima through ``comm.pmax``, and solves on the block's grid. Per-cell entries of
+    ``state.aux`` (``model.cell_aux``, e.g. the face B) are split with ``f``."""
+
+    def __init__(self, model, comm: BlockComm, grid: PhaseSpaceGrid):
+        self.model = model.on_block(comm)
+        self.comm = comm
+        # the field solve reads nx, dx and the boundary kinds of a block's grid, not its position
+        self.grid = block_grid(grid, comm.blocks, (0, 0, 0))
+
+    @property
+    def magnetized(self) -> bool:
+        return self.model.magnetized
+
+    def max_gyrofrequency(self, species) -> float:
+        return self.model.max_gyrofrequency(species)
+
+    def initialize(self, state, grid, species):  # the global state is initialized before splitting
+        raise DistributedError("initialize the global state before decomposing it")
+
+    def update(self, state, grid, species, dt):
+        return self.model.update(state, self.grid, species, dt)
+
+    def finalize(self, state, grid, species):
+        return self.model.finalize(state, self.grid, species)
+
+
+def cell_aux_keys(stepper: Stepper) -> tuple[str, ...]:
+    """The ``state.aux`` entries of ``stepper``'s field model that a decomposed run splits like
+    ``f`` (per-cell arrays of a model that solves block by block); the rest is replicated."""
+    fields = stepper.fields
+    return tuple(getattr(fields, "cell_aux", ())) if hasattr(fields, "on_block") else ()
+
+
 class GatheredFields:
     """A field model seen from one block: per-cell moments are gathered, the fields of the whole
     domain are solved (replicated on every block; see the module docstring) and each block keeps
-    its own E and B. ``state.aux`` (e.g. the hybrid face B) is global and replicated."""
+    its own E and B. ``state.aux`` is global and replicated. Used for models without
+    ``on_block`` (the electrostatic FFT Poisson solve)."""
 
     def __init__(self, model, comm: BlockComm):
         for name in ("cell_moments", "update_from_moments", "finalize_from_moments"):
@@ -249,14 +311,18 @@ class BlockStepper(Stepper):
 
     Inherits the time loop (:meth:`Stepper.multi_step`), the acceleration and the sparsity
     threshold; translation gets halos from ``comm``, the field model is wrapped by
-    :class:`GatheredFields` and domain sums go through ``comm.psum``. ``grid`` stays the global grid.
+    :class:`HaloFields` (models with ``on_block``, the hybrid solver) or :class:`GatheredFields`,
+    and domain sums go through ``comm.psum``. ``grid`` stays the global grid.
     """
 
     def __init__(self, base: Stepper, comm: BlockComm):  # noqa: D107 (shares the base's settings)
         self.__dict__.update(vars(base))
         self.base = base
         self.comm = comm
-        self.fields = GatheredFields(base.fields, comm)
+        if hasattr(base.fields, "on_block"):
+            self.fields = HaloFields(base.fields, comm, base.grid)
+        else:
+            self.fields = GatheredFields(base.fields, comm)
 
     def _translate(self, fs, fraction: float):
         bounded = self.cfl * fraction < CFL_LIMIT
@@ -287,8 +353,9 @@ class DomainStepper:
         :func:`choose_blocks`).
       mesh: an existing mesh whose axes are the ``space_*`` names of the split axes.
 
-    The state is the global :class:`~faiser.vlasov.state.State` with ``f``, ``E`` and ``B``
-    sharded over the split axes (:meth:`shard`) and everything else replicated; :meth:`multi_step`,
+    The state is the global :class:`~faiser.vlasov.state.State` with ``f``, ``E``, ``B`` and the
+    per-cell ``aux`` entries (:func:`cell_aux_keys`) sharded over the split axes (:meth:`shard`)
+    and everything else replicated; :meth:`multi_step`,
     :meth:`step`, :meth:`advance` and :meth:`diagnostics` take and return such states, so a
     ``DomainStepper`` stands in for a ``Stepper`` (other attributes are the wrapped stepper's).
 
@@ -320,6 +387,7 @@ class DomainStepper:
         self.mesh = mesh
         self.comm = ShardMapComm(self.blocks)
         self.block_stepper = BlockStepper(stepper, self.comm)
+        self.cell_aux = cell_aux_keys(stepper)
         self.cells_spec = PartitionSpec(*[SPACE_AXES[d] if self.blocks[d] > 1 else None for d in range(3)])
 
     @property
@@ -341,7 +409,10 @@ class DomainStepper:
             time=rep,
             step=rep,
             mass_lost=rep,
-            aux=jax.tree.map(lambda _: rep, state.aux),
+            aux={
+                k: (self.cells_spec if k in self.cell_aux else jax.tree.map(lambda _: rep, v))
+                for k, v in state.aux.items()
+            },
         )
 
     def shard(self, state: State) -> State:

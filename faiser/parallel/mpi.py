@@ -2,11 +2,11 @@
 
 Launch with ``mpirun -n N faiser simulate CASE ... --distributed mpi --out DIR``. Every rank builds
 the case and cuts its own block out of the initial state (:meth:`MpiStepper.shard`); from then on
-a rank holds only its block of ``f``, ``E`` and ``B`` (plus the replicated ``State.aux``, e.g. the
+a rank holds only its block of ``f``, ``E``, ``B`` and the per-cell ``State.aux`` entries (the
 hybrid face B) and advances it with the same :class:`~faiser.parallel.domain.BlockStepper` as the
-``shard_map`` path; only the collectives differ (:class:`MpiComm`): halos by ``mpi4jax.sendrecv``
-with the neighbouring ranks, the field-solve moments by ``mpi4jax.allgather``, domain sums by
-``mpi4jax.allreduce``.
+``shard_map`` path; only the collectives differ (:class:`MpiComm`): halos of ``f`` and of the
+hybrid solver's fields by ``mpi4jax.sendrecv`` with the neighbouring ranks, the electrostatic
+charge density by ``mpi4jax.allgather``, domain sums and maxima by ``mpi4jax.allreduce``.
 
 Diagnostics are reduced, not gathered: every rank integrates its block and the partial sums,
 minima and maxima are all-reduced (:meth:`MpiStepper.diagnostics`); case probes gather only their
@@ -39,9 +39,9 @@ import numpy as np
 from jax import lax
 
 from faiser.errors import DistributedError
-from faiser.parallel.domain import BlockStepper, _periodic, block_grid, check_blocks, choose_blocks
+from faiser.parallel.domain import BlockStepper, _halo, block_grid, cell_aux_keys, check_blocks, choose_blocks
 from faiser.vlasov.diagnostics import global_diagnostics
-from faiser.vlasov.remap import Side, ghost_cells
+from faiser.vlasov.remap import Side
 from faiser.vlasov.state import State
 from faiser.vlasov.stepper import Stepper
 
@@ -90,20 +90,29 @@ class MpiComm:
         return int(np.ravel_multi_index(c, self.blocks))
 
     def halo(self, f, width, left: Side, right: Side, *, axis):
+        return _halo(self, f, width, left, right, axis)
+
+    def halo_with(self, a, width, axis, lo, hi):
         import mpi4jax
 
-        n = f.shape[axis]
-        lo, hi = self._neighbour(axis, -1), self._neighbour(axis, +1)
-        to_right = lax.slice_in_dim(f, n - width, n, axis=axis)
-        to_left = lax.slice_in_dim(f, 0, width, axis=axis)
+        n = a.shape[axis]
+        left, right = self._neighbour(axis, -1), self._neighbour(axis, +1)
+        to_right = lax.slice_in_dim(a, n - width, n, axis=axis)
+        to_left = lax.slice_in_dim(a, 0, width, axis=axis)
         # always the full ring, so every send has its receive; the domain edges then use ghosts
-        from_left = mpi4jax.sendrecv(to_right, to_right, source=lo, dest=hi, comm=self.comm)
-        from_right = mpi4jax.sendrecv(to_left, to_left, source=hi, dest=lo, comm=self.comm)
-        if self.coords[axis] == 0 and not _periodic(left):
-            from_left = ghost_cells(f, left, True, axis, width)
-        if self.coords[axis] == self.blocks[axis] - 1 and not _periodic(right):
-            from_right = ghost_cells(f, right, False, axis, width)
-        return jnp.concatenate([from_left, f, from_right], axis=axis)
+        from_left = mpi4jax.sendrecv(to_right, to_right, source=left, dest=right, comm=self.comm)
+        from_right = mpi4jax.sendrecv(to_left, to_left, source=right, dest=left, comm=self.comm)
+        if self.coords[axis] == 0 and lo is not None:
+            from_left = lo
+        if self.coords[axis] == self.blocks[axis] - 1 and hi is not None:
+            from_right = hi
+        return jnp.concatenate([from_left, a, from_right], axis=axis)
+
+    def pmax(self, x):
+        import mpi4jax
+        from mpi4py import MPI
+
+        return mpi4jax.allreduce(x, op=MPI.MAX, comm=self.comm)
 
     def gather(self, x):
         import mpi4jax
@@ -176,6 +185,7 @@ class MpiStepper:
         self.block_stepper = BlockStepper(stepper, self.block_comm)
         self.rank = self.comm.Get_rank()
         self.local_grid = block_grid(stepper.grid, self.blocks, self.block_comm.coords)
+        self.cell_aux = cell_aux_keys(stepper)
         self._crash = _crash_step(self.rank)
 
     @property
@@ -199,7 +209,7 @@ class MpiStepper:
         return state.replace(
             f=tuple(cut(f) for f in state.f), E=cut(state.E), B=cut(state.B),
             time=jnp.asarray(state.time), step=jnp.asarray(state.step), mass_lost=jnp.asarray(state.mass_lost),
-            aux=jax.tree.map(jnp.asarray, state.aux),
+            aux={k: cut(v) if k in self.cell_aux else jax.tree.map(jnp.asarray, v) for k, v in state.aux.items()},
         )  # fmt: skip
 
     def _cut(self, x: np.ndarray) -> np.ndarray:
@@ -214,7 +224,7 @@ class MpiStepper:
         root = self.is_root
         is_cell = like.replace(
             f=tuple(True for _ in like.f), E=True, B=True, time=False, step=False, mass_lost=False,
-            aux=jax.tree.map(lambda _: False, like.aux),
+            aux={k: (True if k in self.cell_aux else jax.tree.map(lambda _: False, v)) for k, v in like.aux.items()},
         )  # fmt: skip
         leaves, tree = jax.tree_util.tree_flatten(like)
         given = jax.tree_util.tree_leaves(state) if root else [None] * len(leaves)
@@ -262,10 +272,18 @@ class MpiStepper:
     def gather_state(self, state: State) -> State | None:
         """The global state (NumPy arrays) on rank 0, None on the other ranks."""
         cells = self.gather_cells((state.f, state.E, state.B))
+        aux = self.gather_aux(state)
         if cells is None:
             return None
         f, E, B = cells
-        return jax.device_get(state).replace(f=tuple(f), E=E, B=B)
+        return jax.device_get(state).replace(f=tuple(f), E=E, B=B, aux=aux)
+
+    def gather_aux(self, state: State) -> dict | None:
+        """``state.aux`` with its per-cell entries assembled (NumPy) on rank 0; None elsewhere."""
+        cells = self.gather_cells({k: v for k, v in state.aux.items() if k in self.cell_aux})
+        if cells is None:
+            return None
+        return {k: cells[k] if k in cells else jax.device_get(v) for k, v in state.aux.items()}
 
     # ---- stepping and diagnostics --------------------------------------------------------------
     def multi_step(self, state: State, n_steps: int) -> State:
@@ -306,7 +324,8 @@ class MpiStepper:
         :class:`~faiser.vlasov.hybrid_diagnostics.CellProbe` gathers its per-cell integrals, E and
         B; any other probe gets the whole gathered state."""
         c = self.block_comm
-        whole = state.replace(E=c.gather(state.E), B=c.gather(state.B))
+        aux = {k: c.gather(v) if k in self.cell_aux else v for k, v in state.aux.items()}
+        whole = state.replace(E=c.gather(state.E), B=c.gather(state.B), aux=aux)
         if hasattr(probe, "cells") and hasattr(probe, "finish"):
             cells = jax.tree.map(c.gather, probe.cells(state.f, self.local_grid))
             return probe.finish(whole.replace(f=()), cells)

@@ -139,6 +139,10 @@ class HybridFields:
       inflow: prescribed states behind inflow faces (:class:`FieldInflow`).
       evolve: advance B (False: B and E held fixed, E = ``E_external``).
       E_external: uniform external E added to Ohm's law (or used alone when ``evolve=False``).
+      halo: None for a whole domain. In a domain-decomposed run (:meth:`on_block`) the block's
+        communicator: ghost cells along a split axis come from the neighbouring blocks (the
+        boundary rule only at the domain's edges) and the subcycle count from the global maximum
+        signal speed, so a block computes exactly the values of its cells in the whole domain.
     """
 
     B_face: np.ndarray
@@ -155,6 +159,10 @@ class HybridFields:
     inflow: tuple[FieldInflow, ...] = ()
     evolve: bool = True
     E_external: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    halo: object | None = None
+
+    # State.aux entries that are per-cell arrays (split with f in a decomposed run)
+    cell_aux = ("B_face",)
 
     def __post_init__(self):
         B = np.asarray(self.B_face, np.float64)
@@ -229,7 +237,28 @@ class HybridFields:
         E, B = self.cell_fields(state.aux["B_face"], mom, grid)
         return state.replace(E=E, B=B)
 
+    def on_block(self, comm) -> HybridFields:
+        """This model on one block of a decomposed domain (see ``halo``). ``comm`` provides
+        ``blocks``, ``halo_with(a, width, axis, lo, hi)`` (``a`` extended by ``width`` cells of the
+        neighbouring blocks, or by the ghosts ``lo`` / ``hi`` where given at the domain's edges)
+        and ``pmax(x)``; call the block model with the block's grid (:func:`faiser.parallel.domain.block_grid`)."""
+        return dataclasses.replace(self, halo=comm)
+
     # ---- pieces ----------------------------------------------------------------------------------
+    def _pad(self, a: jax.Array, axis: int, lo, hi, width: int = G) -> jax.Array:
+        """:func:`_pad_axis`, or on a block the halo of its neighbours along a split ``axis``."""
+        comm = self.halo
+        if comm is None or comm.blocks[axis] == 1:
+            return _pad_axis(a, axis, lo, hi, width)
+        if isinstance(lo, str) and lo == "periodic":
+            return comm.halo_with(a, width, axis, None, None)
+        n = a.shape[axis]
+        edge = _pad_axis(a, axis, lo, hi, width)
+        return comm.halo_with(a, width, axis, _slab(edge, axis, 0, width), _slab(edge, axis, n + width, n + 2 * width))
+
+    def _global_max(self, x: jax.Array) -> jax.Array:
+        return x if self.halo is None else self.halo.pmax(x)
+
     def _sides(self, grid: PhaseSpaceGrid, d: int, values: dict | None):
         """Padding rule of each side of axis ``d``: periodic, copy, or the inflow value."""
         out = []
@@ -246,7 +275,7 @@ class HybridFields:
     def _pad_cells(self, a, grid, values=None):
         for d in grid.spatial_dims:
             lo, hi = self._sides(grid, d, values)
-            a = _pad_axis(a, d, lo, hi)
+            a = self._pad(a, d, lo, hi)
         return a
 
     def _inflow_values(self, key: str, dtype) -> dict:
@@ -286,44 +315,43 @@ class HybridFields:
         On a non-periodic axis ``c`` the high face of the last cell closes ``div B = 0`` there
         (closures in axis order; a later axis sees the earlier closures, so corner cells close too).
         """
+        res = grid.spatial_dims
+        periodic = {d: grid.boundaries[d][0] == "periodic" for d in res}
         comps = [Bf[..., c] for c in range(3)]
-        ext = {}  # c -> comps[c] extended by its high face along c (non-periodic resolved c)
-        for c in grid.spatial_dims:
-            if grid.boundaries[c][0] == "periodic":
+
+        def next_face(a, e, edge):  # the slice after the last one along e: neighbour's, wrapped, or `edge`
+            n = a.shape[e]
+            side = "periodic" if periodic[e] else edge
+            return _slab(self._pad(a, e, side, side, width=1), e, n + 1, n + 2)
+
+        closure, high = {}, {}  # non-periodic c: the closing face; the face after the stored ones
+        for c in res:
+            if periodic[c]:
                 continue
             n = grid.nx[c]
             last = _slab(comps[c], c, n - 1, n)
             div_t = jnp.zeros_like(last)
-            for e in grid.spatial_dims:
+            for e in res:
                 if e == c:
                     continue
-                if e in ext:
-                    a = ext[e]
-                    diff = _slab(a, e, 1, grid.nx[e] + 1) - _slab(a, e, 0, grid.nx[e])
-                elif grid.boundaries[e][0] == "periodic":
-                    diff = _fwd(comps[e], e) - comps[e]
-                else:
-                    a = jnp.concatenate([comps[e], _slab(comps[e], e, grid.nx[e] - 1, grid.nx[e])], axis=e)
-                    diff = _slab(a, e, 1, grid.nx[e] + 1) - _slab(a, e, 0, grid.nx[e])
+                nxt = high[e] if e in high else next_face(comps[e], e, "copy")
+                a = jnp.concatenate([comps[e], nxt], axis=e)
+                diff = _slab(a, e, 1, grid.nx[e] + 1) - _slab(a, e, 0, grid.nx[e])
                 div_t = div_t + _slab(diff, c, n - 1, n) / grid.dx[e]
-            high = last - grid.dx[c] * div_t
-            ext[c] = jnp.concatenate([comps[c], high], axis=c)
+            closure[c] = last - grid.dx[c] * div_t
+            high[c] = next_face(comps[c], c, closure[c])
         bvals = self._inflow_values("B", Bf.dtype)
         out = []
         for c in range(3):
             a = comps[c]
-            if c in ext:  # own axis, non-periodic: stored faces + closure face, then copies
-                n = grid.nx[c]
-                e_arr = ext[c]
-                lo = jnp.repeat(_slab(e_arr, c, 0, 1), G, axis=c)
-                hi = jnp.repeat(_slab(e_arr, c, n, n + 1), G - 1, axis=c)
-                a = jnp.concatenate([lo, e_arr, hi], axis=c)
-            elif c in grid.spatial_dims:
-                a = _pad_axis(a, c, "periodic", "periodic")
-            for d in grid.spatial_dims:
+            if c in closure:  # own axis, non-periodic: copies of the first face, stored faces, closure copies
+                a = self._pad(a, c, "copy", closure[c])
+            elif c in res:
+                a = self._pad(a, c, "periodic", "periodic")
+            for d in res:
                 if d != c:
                     lo, hi = self._sides(grid, d, {k: v[c] for k, v in bvals.items()})
-                    a = _pad_axis(a, d, lo, hi)
+                    a = self._pad(a, d, lo, hi)
             out.append(a)
         return out
 
@@ -424,7 +452,7 @@ class HybridFields:
             if e in res:
                 curl = curl - (_fwd(E[d], e) - E[d]) / grid.dx[e]
             dB.append(-_crop(curl, grid))
-        return jnp.stack(dB, axis=-1), jnp.max(_crop(a_cell, grid))
+        return jnp.stack(dB, axis=-1), self._global_max(jnp.max(_crop(a_cell, grid)))
 
     def bulk_acceleration(self, Bf, mom, grid: PhaseSpaceGrid) -> jax.Array:
         """Acceleration of the ion bulk velocity by the fields of ``Bf``, ``(nx, ny, nz, 3)``:
