@@ -429,6 +429,18 @@ def _bench_case(case: StepperCase, settings: dict, bar, devices: int = 1, stretc
     return out
 
 
+def _scaling_row(devices: int, r: dict) -> dict:
+    t = r["median_step_s"]
+    return {
+        "devices": devices,
+        "blocks": r.get("blocks", [1, 1, 1]),
+        "steps_per_s": 1.0 / t,
+        "cell_updates_per_s": r["cell_updates_per_s"],
+        "median_step_s": t,
+        "compile_s": r["compile_s"],
+    }
+
+
 def _scaling(runs: dict[int, dict]) -> list[dict]:
     """Per device count: steps/s, cell updates/s, speed-up and parallel efficiency against the
     smallest count and, when that is 1, the decomposition overheads: ``overhead_vs_1`` = time per
@@ -442,12 +454,7 @@ def _scaling(runs: dict[int, dict]) -> list[dict]:
         t = r["median_step_s"]
         rows.append(
             {
-                "devices": d,
-                "blocks": r.get("blocks", [1, 1, 1]),
-                "steps_per_s": 1.0 / t,
-                "cell_updates_per_s": r["cell_updates_per_s"],
-                "median_step_s": t,
-                "compile_s": r["compile_s"],
+                **_scaling_row(d, r),
                 "speedup": base_t / t,
                 "efficiency": base_t * base_n / (t * d),
                 "overhead_vs_1": t / base_t - 1.0 if base_n == 1 else None,
@@ -470,14 +477,9 @@ def _weak_scaling(runs: dict[int, dict]) -> list[dict]:
         t = r["median_step_s"]
         rows.append(
             {
-                "devices": d,
-                "blocks": r.get("blocks", [1, 1, 1]),
+                **_scaling_row(d, r),
                 "grid_shape": r["grid_shape"],
                 "cells_per_device": r["num_cells"] // d,
-                "median_step_s": t,
-                "steps_per_s": 1.0 / t,
-                "cell_updates_per_s": r["cell_updates_per_s"],
-                "compile_s": r["compile_s"],
                 "weak_efficiency": base["median_step_s"] / t,
                 "cost_per_cell_overhead_vs_base": (t / r["num_cells"]) / base_per_cell - 1,
             }

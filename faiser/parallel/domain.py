@@ -229,17 +229,8 @@ def _halo(comm, f, width, left: Side, right: Side, axis: int):
 
 
 # ---- the block stepper ----------------------------------------------------------------------------
-class HaloFields:
-    """A field model that runs block-locally (e.g. the hybrid CT solver): its ``on_block(comm)``
-    version takes ghost cells along split axes from the neighbouring blocks (``comm.halo_with``)
-    and global maxima through ``comm.pmax``, and solves on the block's grid. Per-cell entries of
-    ``state.aux`` (``model.cell_aux``, e.g. the face B) are split with ``f``."""
-
-    def __init__(self, model, comm: BlockComm, grid: PhaseSpaceGrid):
-        self.model = model.on_block(comm)
-        self.comm = comm
-        # the field solve reads nx, dx and the boundary kinds of a block's grid, not its position
-        self.grid = block_grid(grid, comm.blocks, (0, 0, 0))
+class _BlockFields:
+    """What a block's field model forwards to the wrapped model."""
 
     @property
     def magnetized(self) -> bool:
@@ -250,6 +241,19 @@ class HaloFields:
 
     def initialize(self, state, grid, species):  # the global state is initialized before splitting
         raise DistributedError("initialize the global state before decomposing it")
+
+
+class HaloFields(_BlockFields):
+    """A field model that runs block-locally (e.g. the hybrid CT solver): its ``on_block(comm)``
+    version takes ghost cells along split axes from the neighbouring blocks (``comm.halo_with``)
+    and global maxima through ``comm.pmax``, and solves on the block's grid. Per-cell entries of
+    ``state.aux`` (``model.cell_aux``, e.g. the face B) are split with ``f``."""
+
+    def __init__(self, model, comm: BlockComm, grid: PhaseSpaceGrid):
+        self.model = model.on_block(comm)
+        self.comm = comm
+        # the field solve reads nx, dx and the boundary kinds of a block's grid, not its position
+        self.grid = block_grid(grid, comm.blocks, (0, 0, 0))
 
     def update(self, state, grid, species, dt):
         return self.model.update(state, self.grid, species, dt)
@@ -265,7 +269,7 @@ def cell_aux_keys(stepper: Stepper) -> tuple[str, ...]:
     return tuple(getattr(fields, "cell_aux", ())) if hasattr(fields, "on_block") else ()
 
 
-class GatheredFields:
+class GatheredFields(_BlockFields):
     """A field model seen from one block: per-cell moments are gathered, the fields of the whole
     domain are solved (replicated on every block; see the module docstring) and each block keeps
     its own E and B. ``state.aux`` is global and replicated. Used for models without
@@ -278,16 +282,6 @@ class GatheredFields:
                     f"the field model {type(model).__name__} has no {name}(): it cannot run domain-decomposed"
                 )
         self.model, self.comm = model, comm
-
-    @property
-    def magnetized(self) -> bool:
-        return self.model.magnetized
-
-    def max_gyrofrequency(self, species) -> float:
-        return self.model.max_gyrofrequency(species)
-
-    def initialize(self, state, grid, species):  # the global state is initialized before splitting
-        raise DistributedError("initialize the global state before decomposing it")
 
     def _solve(self, state: State, grid: PhaseSpaceGrid, species, dt=None) -> State:
         c = self.comm
