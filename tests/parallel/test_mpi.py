@@ -76,9 +76,9 @@ def test_a_crashed_rank_fails_the_run_instead_of_hanging(tmp_path):
 
 
 # the hybrid shock: inflow/outflow boundaries, replicated face B, a probe (profiles, energy budget)
-# and every kind of file output, with a checkpoint every 20 of its 40 steps
-SHOCK = ["simulate", "shock", "--set", "nx=40", "--set", "nv=12", "--set", "t_end=2.0", "--set", "dtype=float64"]
-SHOCK += ["--set", "diag_every=10", "--save-every", "20", "--vlsv-every", "20", "--checkpoint-every", "20", "--quiet"]
+# and every kind of file output, with a checkpoint every 10 of its 20 steps
+SHOCK = ["simulate", "shock", "--set", "nx=32", "--set", "nv=8", "--set", "t_end=1.0", "--set", "dtype=float64"]
+SHOCK += ["--set", "diag_every=5", "--save-every", "10", "--vlsv-every", "10", "--checkpoint-every", "10", "--quiet"]
 
 
 def _zarr_arrays(path) -> dict:
@@ -140,19 +140,19 @@ def test_hybrid_shock_with_every_output_over_two_ranks_matches_one_process(shock
 
 
 def test_a_killed_rank_resumes_bit_identical(shock_runs, tmp_path):
-    """Rank 1 dies at step 30 (after the checkpoint at 20); ``--resume`` on 2 ranks scatters the
+    """Rank 1 dies at step 15 (after the checkpoint at 10); ``--resume`` on 2 ranks scatters the
     checkpoint from rank 0 and ends bit-identical to the uninterrupted 2-rank run."""
     out = tmp_path / "killed"
-    env = dict(_env(), FAISER_TEST_MPI_CRASH="1:30")
+    env = dict(_env(), FAISER_TEST_MPI_CRASH="1:15")
     try:
         crashed = _mpirun(["--distributed", "mpi"], out, env, timeout=180, args=SHOCK)
     except subprocess.TimeoutExpired:
         pytest.fail("the MPI run hung after a rank crashed")
-    assert crashed.returncode != 0 and "exits at step 30" in crashed.stderr
-    assert (out / "checkpoints" / "20").is_dir() and not (out / "timing.json").exists()
+    assert crashed.returncode != 0 and "exits at step 15" in crashed.stderr
+    assert (out / "checkpoints" / "10").is_dir() and not (out / "timing.json").exists()
     res = _mpirun(["--distributed", "mpi", "--resume"], out, _env(), timeout=180, args=SHOCK)
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
-    assert "resumed at step 20" in res.stdout
+    assert "resumed at step 10" in res.stdout
     ref, got = _outputs(shock_runs / "two"), _outputs(out)
     assert sorted(ref) == sorted(got)
     for name, a in ref.items():
