@@ -47,7 +47,7 @@ def worker(case_names: list[str], overrides: dict, stretch_with_ranks: bool) -> 
     for name in case_names:
         with jax.default_device(jax.devices("cpu")[0]):
             stepper, state, dt = _build(STEPPER_CASES[name], settings, stretch=ranks if stretch_with_ranks else 1)
-        ms = MpiStepper(stepper)
+        ms = MpiStepper(stepper, field_solve=settings["field_solve"])
         block = ms.shard(state)
         del state
         n = settings["steps"]
@@ -71,6 +71,7 @@ def worker(case_names: list[str], overrides: dict, stretch_with_ranks: bool) -> 
         out[name] = {
             "ranks": ranks,
             "blocks": list(ms.blocks),
+            "field_solve": settings["field_solve"],
             "grid_shape": list(stepper.grid.shape),
             "num_cells": stepper.grid.num_cells,
             "cells_per_rank": stepper.grid.num_cells // ranks,

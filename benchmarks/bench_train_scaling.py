@@ -5,7 +5,10 @@ cores, so this measures the overhead of the sharded step and checks that it scal
 real multi-device speed-up. On a GPU machine the device counts are capped at the real devices.
 Also times the per-VDF Fourier-MLP fit (VDFs/s). Prints JSON.
 
-    python benchmarks/bench_train_scaling.py [--window 16] [--batch 16] [--steps 10] [--devices 1 2 4]
+    python benchmarks/bench_train_scaling.py [--window 16] [--batch 16] [--steps 10] [--devices 1 2 4] [--weak]
+
+``--weak``: the batch grows with the device count (``--batch`` samples per device), so each device
+keeps the same work; ``weak_efficiency`` is the step time on the smallest count over this one's.
 """
 
 from __future__ import annotations
@@ -24,18 +27,21 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def bench_vqvae(window: int, batch: int, steps: int, devices: list[int], channels: tuple[int, ...]) -> list[dict]:
+def bench_vqvae(
+    window: int, batch: int, steps: int, devices: list[int], channels: tuple[int, ...], weak: bool = False
+) -> list[dict]:
     from faiser.models.vqvae3d import VQVAE3DConfig
     from faiser.parallel.mesh import make_mesh
     from faiser.train.vqvae import VQVAETrainConfig, VQVAETrainer
 
     model = VQVAE3DConfig(window=window, channels=channels, n_res=1, codebook_size=128, code_dim=8)
-    data = np.random.default_rng(0).standard_normal((batch, window, window, window)).astype(np.float32)
     out = []
     for nd in devices:
         if nd > len(jax.devices()):
             continue
-        cfg = VQVAETrainConfig(steps=steps + 2, batch_size=batch, seed=0)
+        b = batch * nd if weak else batch
+        data = np.random.default_rng(0).standard_normal((b, window, window, window)).astype(np.float32)
+        cfg = VQVAETrainConfig(steps=steps + 2, batch_size=b, seed=0)
         tr = VQVAETrainer(model, cfg, make_mesh(nd))
         state = tr.init_state()
         x, m = tr.place_batch(data)
@@ -49,10 +55,13 @@ def bench_vqvae(window: int, batch: int, steps: int, devices: list[int], channel
         jax.block_until_ready(met["loss"])
         dt = time.perf_counter() - t0
         out.append({
-            "devices": nd, "batch": batch, "window": window, "steps": steps,
-            "step_s": dt / steps, "samples_per_s": batch * steps / dt, "first_step_s": compile_s,
+            "devices": nd, "batch": b, "window": window, "steps": steps,
+            "step_s": dt / steps, "samples_per_s": b * steps / dt, "first_step_s": compile_s,
             "n_params": tr.n_params,
         })  # fmt: skip
+    if weak and out:
+        for r in out:
+            r["weak_efficiency"] = out[0]["step_s"] / r["step_s"]
     return out
 
 
@@ -89,15 +98,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--channels", type=int, nargs="+", default=None)
     p.add_argument("--mlp-window", type=int, default=32)
     p.add_argument("--mlp-batch", type=int, default=32)
+    p.add_argument("--weak", action="store_true", help="--batch samples per device (weak scaling)")
+    p.add_argument("--no-mlp", action="store_true", help="skip the Fourier-MLP fit timing")
     a = p.parse_args(argv)
     n_stages = int(np.log2(a.window // 4))
     channels = tuple(a.channels) if a.channels else tuple(min(8 * 2**i, 32) for i in range(n_stages))
     res = {
         "jax": jax.__version__, "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
         "host_cpus": os.cpu_count(),
-        "vqvae_train": bench_vqvae(a.window, a.batch, a.steps, a.devices, channels),
-        "fourier_mlp_fit": bench_mlp(a.mlp_window, a.mlp_batch),
+        "mode": "weak" if a.weak else "strong",
+        "vqvae_train": bench_vqvae(a.window, a.batch, a.steps, a.devices, channels, a.weak),
     }  # fmt: skip
+    if not a.no_mlp:
+        res["fourier_mlp_fit"] = bench_mlp(a.mlp_window, a.mlp_batch)
     json.dump(res, sys.stdout, indent=2)
     print()
     return res

@@ -184,6 +184,15 @@ def _devices(value) -> tuple[int, ...]:
     return counts
 
 
+def _field_solve(value) -> str:
+    from faiser.parallel.domain import FIELD_SOLVES
+
+    name = str(value).strip()
+    if name not in FIELD_SOLVES:
+        raise ConfigError(f"bad value for 'field_solve': {value!r} (expected one of {', '.join(FIELD_SOLVES)})")
+    return name
+
+
 def _loop(value) -> str:
     name = str(value).strip()
     if name not in ("step", "multi_step"):
@@ -202,6 +211,7 @@ SETTINGS: dict[str, tuple[object, Callable]] = {
     "nv_scale": ("1.0", lambda v: _positive_float("nv_scale", v)),
     "devices": ("1", _devices),
     "weak": ("0", lambda v: _int("weak", v, 0) > 0),
+    "field_solve": ("halo", _field_solve),
 }
 SETTING_HELP = {
     "cases": "comma-separated subset of " + ", ".join(STEPPER_CASES),
@@ -216,6 +226,8 @@ SETTING_HELP = {
     "(faiser.parallel.domain; on CPU set XLA_FLAGS=--xla_force_host_platform_device_count=N)",
     "weak": "1: weak scaling, the x axis of the grid grows with the device count (same cells per device); "
     "0 (default): strong scaling, one grid for every count",
+    "field_solve": "decomposed runs: halo (the hybrid field solve block by block, default) or gathered "
+    "(every device solves the whole domain on all-gathered moments)",
 }
 
 
@@ -344,7 +356,7 @@ def _bench_case(case: StepperCase, settings: dict, bar, devices: int = 1, stretc
     if devices > 1:  # domain-decomposed: same numerics, f split over the devices
         from faiser.parallel.domain import DomainStepper
 
-        stepper = DomainStepper(stepper, devices=devices)
+        stepper = DomainStepper(stepper, devices=devices, field_solve=settings["field_solve"])
         state = stepper.shard(state)
     setup_s = time.perf_counter() - t0
     grid = stepper.grid
@@ -419,6 +431,7 @@ def _bench_case(case: StepperCase, settings: dict, bar, devices: int = 1, stretc
     if devices > 1:
         out["devices"] = devices
         out["blocks"] = list(stepper.blocks)
+        out["field_solve"] = settings["field_solve"]
         return out
     share = _field_share(stepper, state, n, median)
     if share is not None:

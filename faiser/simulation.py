@@ -120,6 +120,9 @@ def simulate(
     ``devices=N`` (N > 1) runs the stepper domain-decomposed over N devices
     (:class:`faiser.parallel.domain.DomainStepper`); ``distributed="mpi"`` over the ranks of an
     ``mpirun`` launch (:mod:`faiser.parallel.mpi`). Outputs are the same files as a single-device run.
+    Under MPI every rank calls this function with the same arguments; rank 0 writes the files (and
+    reads checkpoints on ``resume``), each rank holds only its block, ``result.state`` is that
+    block and ``result.case.state`` (the global initial state) is dropped.
 
     Returns a :class:`SimulationResult` whose ``diagnostics`` is an xarray Dataset indexed by time.
     Raises :class:`~faiser.errors.ConfigError`, :class:`~faiser.errors.TimeStepError` or

@@ -262,11 +262,19 @@ class HaloFields(_BlockFields):
         return self.model.finalize(state, self.grid, species)
 
 
-def cell_aux_keys(stepper: Stepper) -> tuple[str, ...]:
+FIELD_SOLVES = ("halo", "gathered")
+
+
+def _halo_solve(stepper: Stepper, field_solve: str) -> bool:
+    if field_solve not in FIELD_SOLVES:
+        raise DistributedError(f"unknown field_solve {field_solve!r}; use one of {', '.join(FIELD_SOLVES)}")
+    return field_solve == "halo" and hasattr(stepper.fields, "on_block")
+
+
+def cell_aux_keys(stepper: Stepper, field_solve: str = "halo") -> tuple[str, ...]:
     """The ``state.aux`` entries of ``stepper``'s field model that a decomposed run splits like
     ``f`` (per-cell arrays of a model that solves block by block); the rest is replicated."""
-    fields = stepper.fields
-    return tuple(getattr(fields, "cell_aux", ())) if hasattr(fields, "on_block") else ()
+    return tuple(getattr(stepper.fields, "cell_aux", ())) if _halo_solve(stepper, field_solve) else ()
 
 
 class GatheredFields(_BlockFields):
@@ -309,11 +317,11 @@ class BlockStepper(Stepper):
     and domain sums go through ``comm.psum``. ``grid`` stays the global grid.
     """
 
-    def __init__(self, base: Stepper, comm: BlockComm):  # noqa: D107 (shares the base's settings)
+    def __init__(self, base: Stepper, comm: BlockComm, field_solve: str = "halo"):  # noqa: D107
         self.__dict__.update(vars(base))
         self.base = base
         self.comm = comm
-        if hasattr(base.fields, "on_block"):
+        if _halo_solve(base, field_solve):
             self.fields = HaloFields(base.fields, comm, base.grid)
         else:
             self.fields = GatheredFields(base.fields, comm)
@@ -346,6 +354,10 @@ class DomainStepper:
       blocks: blocks per spatial axis ``(px, py, pz)`` with ``px * py * pz`` devices (default:
         :func:`choose_blocks`).
       mesh: an existing mesh whose axes are the ``space_*`` names of the split axes.
+      field_solve: ``"halo"`` (default): a field model with ``on_block`` (the hybrid solver) solves
+        block by block with halo exchanges (:class:`HaloFields`); ``"gathered"``: every block
+        solves the whole domain on all-gathered moments (:class:`GatheredFields`; fewer, larger
+        collectives, the choice for small grids where per-exchange latency dominates).
 
     The state is the global :class:`~faiser.vlasov.state.State` with ``f``, ``E``, ``B`` and the
     per-cell ``aux`` entries (:func:`cell_aux_keys`) sharded over the split axes (:meth:`shard`)
@@ -363,6 +375,7 @@ class DomainStepper:
         devices: int | None = None,
         blocks: Sequence[int] | None = None,
         mesh: Mesh | None = None,
+        field_solve: str = "halo",
     ):
         self.stepper = stepper
         if blocks is None:
@@ -380,8 +393,8 @@ class DomainStepper:
             raise DistributedError(f"mesh {dict(mesh.shape)} does not match blocks {self.blocks}")
         self.mesh = mesh
         self.comm = ShardMapComm(self.blocks)
-        self.block_stepper = BlockStepper(stepper, self.comm)
-        self.cell_aux = cell_aux_keys(stepper)
+        self.block_stepper = BlockStepper(stepper, self.comm, field_solve)
+        self.cell_aux = cell_aux_keys(stepper, field_solve)
         self.cells_spec = PartitionSpec(*[SPACE_AXES[d] if self.blocks[d] > 1 else None for d in range(3)])
 
     @property

@@ -157,22 +157,31 @@ def bcast_json(obj, comm, root: int = 0):
 class MpiStepper:
     """A :class:`~faiser.vlasov.stepper.Stepper` decomposed over the ranks of an MPI launch.
 
-    States are this rank's block: ``f``, ``E`` and ``B`` of its cells, the rest (time, step,
-    ``mass_lost``, ``aux``) replicated. :meth:`shard` cuts a block from a global state,
-    :meth:`multi_step` advances it, :meth:`diagnostics` returns the global diagnostics on every
-    rank, :meth:`gather_cells` / :meth:`gather_state` assemble global arrays on rank 0 (for file
-    writes) and :meth:`scatter` distributes a global state held by rank 0.
+    States are this rank's block: ``f``, ``E``, ``B`` and the per-cell ``aux`` entries (the hybrid
+    face B) of its cells, the rest (time, step, ``mass_lost``, other ``aux``) replicated.
+    :meth:`shard` cuts a block from a global state, :meth:`multi_step` advances it,
+    :meth:`diagnostics` returns the global diagnostics on every rank, :meth:`gather_cells` /
+    :meth:`gather_state` assemble global arrays on rank 0 (for file writes) and :meth:`scatter`
+    distributes a global state held by rank 0.
 
     Args:
       stepper: the single-domain stepper.
       devices: must be None or the number of ranks.
       blocks: blocks per spatial axis (product = ranks; default :func:`choose_blocks`).
       comm: an mpi4py communicator (default ``COMM_WORLD``).
+      field_solve: ``"halo"`` or ``"gathered"`` (see :class:`~faiser.parallel.domain.DomainStepper`).
     """
 
     ordered_effects = True  # mpi4jax calls: jitted functions only, no AOT-compiled objects
 
-    def __init__(self, stepper: Stepper, devices: int | None = None, blocks: Sequence[int] | None = None, comm=None):
+    def __init__(
+        self,
+        stepper: Stepper,
+        devices: int | None = None,
+        blocks: Sequence[int] | None = None,
+        comm=None,
+        field_solve: str = "halo",
+    ):
         self.stepper = stepper
         self.comm = comm or world()
         size = self.comm.Get_size()
@@ -182,10 +191,10 @@ class MpiStepper:
         if math.prod(self.blocks) != size:
             raise DistributedError(f"blocks {self.blocks} need {math.prod(self.blocks)} ranks, the run has {size}")
         self.block_comm = MpiComm(self.blocks, self.comm)
-        self.block_stepper = BlockStepper(stepper, self.block_comm)
+        self.block_stepper = BlockStepper(stepper, self.block_comm, field_solve)
         self.rank = self.comm.Get_rank()
         self.local_grid = block_grid(stepper.grid, self.blocks, self.block_comm.coords)
-        self.cell_aux = cell_aux_keys(stepper)
+        self.cell_aux = cell_aux_keys(stepper, field_solve)
         self._crash = _crash_step(self.rank)
 
     @property

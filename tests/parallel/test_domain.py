@@ -53,8 +53,18 @@ def test_landau_1d_over_4_devices_matches_one_domain():
 
 
 def test_hybrid_shock_1d_inflow_outflow_over_4_devices():
-    ds, _, _ = _compare("shock", {"nx": 24, "nv": 8}, n_steps=1, devices=4)
+    ds, _, out = _compare("shock", {"nx": 24, "nv": 8}, n_steps=1, devices=4)
     assert ds.blocks == (4, 1, 1)
+    # the field solve ran block by block: the face B stayed split with f
+    assert ds.cell_aux == ("B_face",) and not out.aux["B_face"].sharding.is_fully_replicated
+
+
+def test_hybrid_shock_with_the_gathered_field_solve():
+    """The alternative: every device solves the whole domain's fields on all-gathered moments."""
+    ds, _, out = _compare("shock", {"nx": 24, "nv": 8}, n_steps=1, devices=4, field_solve="gathered")
+    assert ds.cell_aux == () and out.aux["B_face"].sharding.is_fully_replicated
+    with pytest.raises(DistributedError, match="unknown field_solve"):
+        DomainStepper(ds.stepper, devices=4, field_solve="fft")
 
 
 def test_hybrid_khi_2d_over_a_2x2_mesh():

@@ -171,6 +171,31 @@ def _mpirun_script(text: str, tmp_path) -> subprocess.CompletedProcess:
     return res
 
 
+def test_four_ranks_on_a_2x2_grid_match_one_process(tmp_path):
+    """Halos along x and y between MPI ranks (2 x 2 blocks of the hybrid KHI, 4 x 4 cells each)."""
+    khi = ["simulate", "khi", "--set", "nx=8", "--set", "ny=8", "--set", "nv=8", "--set", "t_end=1.0"]
+    khi += ["--set", "diag_every=2", "--set", "dtype=float64", "--quiet"]
+    one = subprocess.run(
+        [sys.executable, "-m", "faiser", *khi, "--out", str(tmp_path / "one")],
+        env=_env(), capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    cmd = [MPIRUN, "-n", "4", "--oversubscribe", sys.executable, "-m", "faiser", *khi, "--distributed", "mpi"]
+    cmd += ["--out", str(tmp_path / "four")]
+    four = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240)
+    assert four.returncode == 0, four.stdout + four.stderr[-3000:]
+    assert "on 4 MPI ranks" in four.stdout
+    a = np.genfromtxt(tmp_path / "one" / "diagnostics.csv", delimiter=",", names=True)
+    b = np.genfromtxt(tmp_path / "four" / "diagnostics.csv", delimiter=",", names=True)
+    assert a.dtype.names == b.dtype.names and len(a) == len(b) == 3
+    for name in a.dtype.names:  # relative to the column's scale: a sum that cancels to ~0 keeps its rounding
+        assert np.max(np.abs(b[name] - a[name])) <= 1e-6 * max(np.max(np.abs(a[name])), 1e-300), name
+    with xr.open_dataset(tmp_path / "one" / "moments.nc") as x, xr.open_dataset(tmp_path / "four" / "moments.nc") as y:
+        for name in x.data_vars:
+            u, v = x[name].values, y[name].values
+            assert np.nanmax(np.abs(u - v)) <= 1e-6 * max(np.nanmax(np.abs(u)), 1e-300), name
+
+
 BLOCK_SCRIPT = """
 from mpi4py import MPI
 import jax
