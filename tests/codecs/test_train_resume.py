@@ -32,7 +32,7 @@ def _arrays(d):
         return {k: z[k] for k in z.files}
 
 
-def test_killed_training_resumes_to_the_same_model(tmp_path, capsys):
+def test_killed_training_resumes_to_the_same_model(tmp_path, capsys, jax_cache_env):
     f, mesh = make_vdfs(40, nv=16, seed=21)
     data = tmp_path / "train.vlsv"
     cells = np.arange(1, 41, dtype=np.uint64)
@@ -40,7 +40,7 @@ def test_killed_training_resumes_to_the_same_model(tmp_path, capsys):
                               "zmax": 1}, cellids=cells, populations={"proton": Population(mesh, f)})
     # GPUs reduce in a nondeterministic order unless told otherwise: all runs here are subprocesses with
     # deterministic ops (the flag is ignored on CPU, where runs are bit-reproducible anyway)
-    env = os.environ.copy()
+    env = dict(os.environ, **jax_cache_env)  # the three runs compile the same programs once
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
     cli = [sys.executable, "-m", "faiser.cli"]
     ref = tmp_path / "ref"

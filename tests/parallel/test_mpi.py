@@ -27,8 +27,18 @@ ARGS = ["simulate", "landau", "--set", "nx=16", "--set", "nv=32", "--set", "t_en
 ARGS += ["--set", "diag_every=5", "--quiet"]
 
 
+_CACHE_ENV: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _shared_compilation_cache(jax_cache_env):
+    """The runs of this module share JAX's persistent compilation cache: a resumed run and the
+    ranks of one launch compile the same programs."""
+    _CACHE_ENV.update(jax_cache_env)
+
+
 def _env() -> dict:
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", **_CACHE_ENV)
     env.pop("XLA_FLAGS", None)  # one CPU device per rank
     env.pop("FAISER_TEST_MPI_CRASH", None)
     return env

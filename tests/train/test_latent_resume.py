@@ -32,7 +32,7 @@ def _arrays(d):
 
 # Killed in stage 2 (after stage 1's first checkpoints): the resumed run restores stage 1's final state
 # and continues stage 2 from its newest checkpoint. FAISER_KILL_STAGE=vqvae kills in stage 1 instead.
-def test_killed_training_resumes_to_the_same_model(tmp_path, capsys):
+def test_killed_training_resumes_to_the_same_model(tmp_path, capsys, jax_cache_env):
     kill_in = os.environ.get("FAISER_KILL_STAGE", "propagator")
     data = []
     for alpha in (0.05, 0.2):
@@ -40,7 +40,7 @@ def test_killed_training_resumes_to_the_same_model(tmp_path, capsys):
         over = {"nx": 8, "nv": 16, "dt": 0.1, "t_end": 2.0, "alpha": alpha}
         simulate("landau", over, d, progress=False, save_every=5)
         data.append(d)
-    env = os.environ.copy()
+    env = dict(os.environ, **jax_cache_env)  # the three runs compile the same programs once
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
     cli = [sys.executable, "-m", "faiser.cli"]
     ref = tmp_path / "ref"
