@@ -221,8 +221,8 @@ def simulate(
     host_aux = getattr(stepper, "gather_aux", lambda st: jax.device_get(st.aux))
     t0 = time.perf_counter()
     diag_fn = _compile(stepper, stepper.diagnostics, state)
-    snap_fn = _compile(stepper, lambda st: _cell_moments(built, st, local_grid), state) if save_every else None
-    cells_fn = _compile(stepper, lambda st: _cell_frame(built, st, local_grid), state) if out is not None else None
+    # per-cell diagnostics: dataset snapshots and the frames of moments.nc
+    cells_fn = _compile(stepper, lambda st: _cell_moments(built, st, local_grid), state) if out is not None else None
     chunks = {n: _compile_chunk(stepper, state, n) for n in sorted(set(todo))}
     compile_s = time.perf_counter() - t0
 
@@ -265,7 +265,7 @@ def simulate(
             if save_every and step in plan["save"]:
                 if step not in plan["diag"]:
                     _row(diag_fn(state))  # refuse to store a non-finite state
-                host = to_host((state.f, state.E, state.B, snap_fn(state)))
+                host = to_host((state.f, state.E, state.B, cells_fn(state)))
                 aux = host_aux(state)
                 if writer is not None:
                     writer.append(float(state.time), step, *host, aux)
@@ -508,9 +508,6 @@ def _cell_moments(case: Case, state, grid=None) -> list[dict]:
     return [cell_diagnostics(f, grid, state.B, sp.mass) for f, sp in zip(state.f, case.stepper.species)]
 
 
-_cell_frame = _cell_moments  # the per-cell diagnostics of one moments.nc frame
-
-
 def _dataset_writer(case: Case, meta: dict, path: Path, capacity: int, state):
     from faiser.data.dataset import DatasetWriter
 
@@ -532,7 +529,7 @@ def _write_vlsv(path: Path, case: Case, state, meta: dict) -> None:
 def write_cell_diagnostics(case: Case, initial, final, path: Path) -> xr.Dataset:
     """Per-cell diagnostics (moments, T_perp/T_par, heat flux, eps_M) of every species at the
     first and last time, as netCDF (``time`` x species variables ``<species>_<name>``)."""
-    frames = [(float(st.time), jax.device_get(_cell_frame(case, st))) for st in (initial, final)]
+    frames = [(float(st.time), jax.device_get(_cell_moments(case, st))) for st in (initial, final)]
     return write_cell_frames(case, frames, path)
 
 
