@@ -25,7 +25,7 @@ def _free_port() -> int:
 
 def coordinator_address(comm=None, port: int | None = None) -> str:
     """``host:port`` of rank 0 (a free port unless ``port`` is given), the same on every rank."""
-    from faiser.parallel.mpi import world
+    from faiser.parallel.mpi import bcast_json, world
 
     comm = comm or world()
     addr = None
@@ -36,7 +36,7 @@ def coordinator_address(comm=None, port: int | None = None) -> str:
         except OSError:
             host = "127.0.0.1"
         addr = f"{host}:{port or _free_port()}"
-    return comm.bcast(addr, root=0)
+    return bcast_json(addr, comm)  # JSON text, not a pickle
 
 
 def initialize_from_mpi(comm=None, port: int | None = None, cpu_collectives: str | None = "gloo") -> tuple[int, int]:
