@@ -66,8 +66,9 @@ def worker(case_names: list[str], overrides: dict, stretch_with_ranks: bool) -> 
             slowest = np.empty(1)
             comm.Allreduce(local, slowest, op=MPI.MAX)
             times.append(float(slowest[0]) / n)
-        finite = bool(np.all(np.isfinite(np.asarray(block.f[0]))))
-        all_finite = comm.allreduce(finite, op=MPI.LAND)
+        finite = np.array([np.all(np.isfinite(np.asarray(block.f[0])))], np.int32)
+        all_finite = np.empty(1, np.int32)
+        comm.Allreduce(finite, all_finite, op=MPI.MIN)  # buffers, not pickles
         out[name] = {
             "ranks": ranks,
             "blocks": list(ms.blocks),
@@ -80,7 +81,7 @@ def worker(case_names: list[str], overrides: dict, stretch_with_ranks: bool) -> 
             "step_s": times,
             "median_step_s": statistics.median(times),
             "compile_s": compile_s,
-            "finite": all_finite,
+            "finite": bool(all_finite[0]),
         }
     if rank == 0:
         print("RESULT " + json.dumps(out), flush=True)
