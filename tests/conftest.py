@@ -6,12 +6,11 @@ module imports jax. A user's own XLA_FLAGS (e.g. on a GPU machine) are kept and 
 
 import os
 
+import pytest
+
 _FLAG = "--xla_force_host_platform_device_count"
 if _FLAG not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" {_FLAG}=4").strip()
-
-
-import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")

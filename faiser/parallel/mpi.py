@@ -75,6 +75,23 @@ def abort_on_error(comm=None) -> Iterator[None]:
         raise
 
 
+def assemble_blocks(g, blocks: Sequence[int]):
+    """The global per-cell array from ``g`` = the blocks stacked in rank order (C order of the block
+    coordinates), ``(ranks, lx, ly, lz, ...)``; NumPy or JAX arrays."""
+    px, py, pz = blocks
+    lx, ly, lz, *rest = g.shape[1:]
+    g = g.reshape(px, py, pz, lx, ly, lz, *rest).transpose(0, 3, 1, 4, 2, 5, *range(6, g.ndim + 2))
+    return g.reshape(px * lx, py * ly, pz * lz, *rest)
+
+
+def split_blocks(x, blocks: Sequence[int]):
+    """The inverse of :func:`assemble_blocks`: ``(ranks, lx, ly, lz, ...)`` from a global array."""
+    px, py, pz = blocks
+    (nx, ny, nz), rest = x.shape[:3], x.shape[3:]
+    x = x.reshape(px, nx // px, py, ny // py, pz, nz // pz, *rest).transpose(0, 2, 4, 1, 3, 5, *range(6, x.ndim + 3))
+    return x.reshape(px * py * pz, nx // px, ny // py, nz // pz, *rest)
+
+
 class MpiComm:
     """:class:`~faiser.parallel.domain.BlockComm` of one MPI rank (block at ``coords``)."""
 
@@ -117,12 +134,7 @@ class MpiComm:
     def gather(self, x):
         import mpi4jax
 
-        g = mpi4jax.allgather(x, comm=self.comm)  # (ranks, *x.shape), ranks in C order of coords
-        px, py, pz = self.blocks
-        lx, ly, lz, *rest = x.shape
-        g = g.reshape(px, py, pz, lx, ly, lz, *rest)
-        g = jnp.transpose(g, (0, 3, 1, 4, 2, 5, *range(6, g.ndim)))
-        return g.reshape(px * lx, py * ly, pz * lz, *rest)
+        return assemble_blocks(mpi4jax.allgather(x, comm=self.comm), self.blocks)
 
     def local(self, x, skip=()):
         for d in range(3):
@@ -244,7 +256,7 @@ class MpiStepper:
             shape, dtype = np.shape(lk), np.dtype(lk.dtype)
             if cell:
                 local = tuple(n // b for n, b in zip(shape[:3], self.blocks)) + shape[3:]
-                send = self._split(np.asarray(x, dtype)) if root else None
+                send = np.ascontiguousarray(split_blocks(np.asarray(x, dtype), self.blocks)) if root else None
                 buf = np.empty(local, dtype)
                 self.comm.Scatter(send, buf, root=0)
             else:
@@ -252,13 +264,6 @@ class MpiStepper:
                 self.comm.Bcast(buf, root=0)
             out.append(jnp.asarray(buf))
         return jax.tree_util.tree_unflatten(tree, out)
-
-    def _split(self, x: np.ndarray) -> np.ndarray:
-        px, py, pz = self.blocks
-        (nx, ny, nz), rest = x.shape[:3], x.shape[3:]
-        x = x.reshape(px, nx // px, py, ny // py, pz, nz // pz, *rest)
-        x = np.transpose(x, (0, 2, 4, 1, 3, 5, *range(6, x.ndim)))
-        return np.ascontiguousarray(x.reshape(px * py * pz, nx // px, ny // py, nz // pz, *rest))
 
     def gather_cells(self, tree):
         """A pytree of per-cell block arrays (spatial axes first) assembled into global NumPy
@@ -271,11 +276,7 @@ class MpiStepper:
             recv = np.empty((self.num_devices, *x.shape), x.dtype) if root else None
             self.comm.Gather(x, recv, root=0)
             if root:
-                px, py, pz = self.blocks
-                lx, ly, lz, *rest = x.shape
-                g = recv.reshape(px, py, pz, lx, ly, lz, *rest)
-                g = np.transpose(g, (0, 3, 1, 4, 2, 5, *range(6, g.ndim)))
-                out.append(g.reshape(px * lx, py * ly, pz * lz, *rest))
+                out.append(assemble_blocks(recv, self.blocks))
         return jax.tree_util.tree_unflatten(treedef, out) if root else None
 
     def gather_state(self, state: State) -> State | None:
@@ -285,7 +286,7 @@ class MpiStepper:
         if cells is None:
             return None
         f, E, B = cells
-        return jax.device_get(state).replace(f=tuple(f), E=E, B=B, aux=aux)
+        return jax.device_get(state.replace(f=(), E=(), B=(), aux={})).replace(f=tuple(f), E=E, B=B, aux=aux)
 
     def gather_aux(self, state: State) -> dict | None:
         """``state.aux`` with its per-cell entries assembled (NumPy) on rank 0; None elsewhere."""

@@ -70,23 +70,24 @@ def _slab(a: jax.Array, axis: int, start: int, stop: int) -> jax.Array:
     return jax.lax.slice_in_dim(a, start, stop, axis=axis)
 
 
+def _ghosts(a: jax.Array, axis: int, side, at_lo: bool, width: int) -> jax.Array:
+    """The ``width`` ghost cells of ``a`` on one side of ``axis``: ``side`` is ``"periodic"``,
+    ``"copy"`` or a value (inflow; an array broadcast along ``axis``)."""
+    n = a.shape[axis]
+    if isinstance(side, str) and side == "periodic":
+        idx = np.arange(-width, 0) % n if at_lo else np.arange(n, n + width) % n
+        return jnp.take(a, jnp.asarray(idx), axis=axis)
+    if isinstance(side, str):  # copy
+        edge = _slab(a, axis, 0, 1) if at_lo else _slab(a, axis, n - 1, n)
+        return jnp.repeat(edge, width, axis=axis)
+    shape = list(a.shape)
+    shape[axis] = width
+    return jnp.broadcast_to(jnp.asarray(side, a.dtype), shape)
+
+
 def _pad_axis(a: jax.Array, axis: int, lo, hi, width: int = G) -> jax.Array:
     """Pad ``a`` along ``axis``: ``lo``/``hi`` are ``"periodic"``, ``"copy"`` or a value (inflow)."""
-    n = a.shape[axis]
-    parts = []
-    for side, at_lo in ((lo, True), (hi, False)):
-        if isinstance(side, str) and side == "periodic":
-            idx = np.arange(-width, 0) % n if at_lo else np.arange(n, n + width) % n
-            g = jnp.take(a, jnp.asarray(idx), axis=axis)
-        elif isinstance(side, str):  # copy
-            edge = _slab(a, axis, 0, 1) if at_lo else _slab(a, axis, n - 1, n)
-            g = jnp.repeat(edge, width, axis=axis)
-        else:
-            shape = list(a.shape)
-            shape[axis] = width
-            g = jnp.broadcast_to(jnp.asarray(side, a.dtype), shape)
-        parts.append(g)
-    return jnp.concatenate([parts[0], a, parts[1]], axis=axis)
+    return jnp.concatenate([_ghosts(a, axis, lo, True, width), a, _ghosts(a, axis, hi, False, width)], axis=axis)
 
 
 def _crop(a: jax.Array, grid: PhaseSpaceGrid) -> jax.Array:
@@ -252,9 +253,7 @@ class HybridFields:
             return _pad_axis(a, axis, lo, hi, width)
         if isinstance(lo, str) and lo == "periodic":
             return comm.halo_with(a, width, axis, None, None)
-        n = a.shape[axis]
-        edge = _pad_axis(a, axis, lo, hi, width)
-        return comm.halo_with(a, width, axis, _slab(edge, axis, 0, width), _slab(edge, axis, n + width, n + 2 * width))
+        return comm.halo_with(a, width, axis, _ghosts(a, axis, lo, True, width), _ghosts(a, axis, hi, False, width))
 
     def _global_max(self, x: jax.Array) -> jax.Array:
         return x if self.halo is None else self.halo.pmax(x)
