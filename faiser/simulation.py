@@ -107,7 +107,7 @@ def simulate(
     ``checkpoint_every=N`` saves the full state (every field of the State pytree, ``aux``
     included), the diagnostics rows so far and the output counters under
     ``out_dir/checkpoints`` every N steps (async, atomic, the 3 newest kept; see
-    :mod:`faiser.train.checkpoint`). Checkpoint steps are stops of the compiled step chunks like
+    :mod:`faiser.run.checkpoint`). Checkpoint steps are stops of the compiled step chunks like
     the output steps, so a run with checkpoints is bit-identical to itself killed and resumed
     (the chunking changes the last bits against a run without them: the inner half translations
     of :meth:`~faiser.vlasov.stepper.Stepper.multi_step` are merged only within a chunk).
@@ -375,7 +375,7 @@ def output_plan(
 
 
 # -- checkpoints and resume ------------------------------------------------------------------
-# A simulation checkpoint is a faiser.train.checkpoint step whose tree is
+# A simulation checkpoint is a faiser.run.checkpoint step whose tree is
 #   {"state": {"f": [f per species], "E", "B", "time", "step", "mass_lost", "aux": {..}},
 #    "records": (rows, columns) float64 diagnostics so far, "probe": {"<i>": {name: array}}}
 # and whose metadata holds the case, resolved config, output options, n_steps, dt, the record
@@ -395,7 +395,7 @@ class _Resumed:
 
 
 def _checkpoint_store(path: Path, create: bool = True):
-    from faiser.train.checkpoint import CheckpointStore
+    from faiser.run.checkpoint import CheckpointStore
 
     return CheckpointStore(path, keep=3, async_=True, create=create)
 

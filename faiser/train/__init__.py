@@ -1,1 +1,1 @@
-"""Training: codec and latent-model training loops, and checkpoints (:mod:`faiser.train.checkpoint`)."""
+"""Training: the training toolkit shared by the codec and latent-model trainers."""

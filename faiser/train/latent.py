@@ -233,7 +233,7 @@ class _Stage:
         self.start, self.state, self.hist = 0, None, {}
         if directory is None:
             return
-        from faiser.train.checkpoint import CheckpointStore
+        from faiser.run.checkpoint import CheckpointStore
 
         self.store = CheckpointStore(directory, keep=2)
         if resume and self.store.steps():

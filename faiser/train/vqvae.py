@@ -24,7 +24,7 @@ The train state is a pytree of arrays (a dict)::
     {"params": pure dict of the nnx.Param arrays, "codebook": pure dict of the quantizer's EMA state,
      "opt_state": optax state, "step": int32 (), "key": uint32 key data}
 
-so it is checkpointed as is with :class:`faiser.train.checkpoint.CheckpointStore`. Batches of
+so it is checkpointed as is with :class:`faiser.run.checkpoint.CheckpointStore`. Batches of
 step ``s`` depend only on ``(seed, s)`` (array data) or on the loader's state (a
 :class:`~faiser.data.loaders.Loader`), and every random draw of the step is ``fold_in(key, s)``:
 a run resumed from a checkpoint continues exactly as if never stopped.
@@ -341,7 +341,7 @@ class VQVAETrainer:
         return self.replicate(jax.tree.unflatten(treedef, leaves))
 
     def save(self, store, state: Mapping[str, Any], extra_meta: Mapping[str, Any] | None = None) -> int:
-        """Save ``state`` to a :class:`~faiser.train.checkpoint.CheckpointStore` as its step; returns the step."""
+        """Save ``state`` to a :class:`~faiser.run.checkpoint.CheckpointStore` as its step; returns the step."""
         step = int(_host(state["step"]))
         store.save(step, self.state_to_tree(state), self._meta(extra_meta))
         return step
@@ -435,7 +435,7 @@ def train_vqvae(
       model_config, train_config: the model and the optimisation.
       mesh: mesh with a data axis (default: every device).
       progress: show a tqdm progress bar.
-      checkpoint_dir: save to / resume from a :class:`~faiser.train.checkpoint.CheckpointStore` here.
+      checkpoint_dir: save to / resume from a :class:`~faiser.run.checkpoint.CheckpointStore` here.
       checkpoint_every: save every this many steps (0: only at the end); keep: checkpoints kept.
       resume: continue from the newest valid checkpoint in ``checkpoint_dir`` if there is one.
       trainer: reuse an existing :class:`VQVAETrainer` (its compiled step) with the same configs.
@@ -454,7 +454,7 @@ def train_vqvae(
     resumed_from = None
     state = None
     if checkpoint_dir is not None:
-        from faiser.train.checkpoint import CheckpointStore
+        from faiser.run.checkpoint import CheckpointStore
 
         store = CheckpointStore(checkpoint_dir, keep=keep)
         if resume and store.steps():

@@ -94,7 +94,7 @@ def test_data_parallel_matches_one_device(short_runs):
 
 
 def test_resume_continues_exactly(data, short_runs):
-    from faiser.train.checkpoint import CheckpointStore
+    from faiser.run.checkpoint import CheckpointStore
 
     ckpt, cfg, t1 = short_runs["ckpt"], short_runs["cfg"], short_runs["t1"]
     with CheckpointStore(ckpt) as store:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from faiser.errors import CheckpointError
-from faiser.train.checkpoint import MANIFEST, CheckpointStore, IncompleteCheckpointError
+from faiser.run.checkpoint import MANIFEST, CheckpointStore, IncompleteCheckpointError
 
 pytestmark = pytest.mark.timeout(120)
 

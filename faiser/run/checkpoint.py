@@ -3,7 +3,7 @@
 One :class:`CheckpointStore` serves the training loops (params, optimizer state, RNG key data,
 data-loader position) and the simulation (the full :class:`~faiser.vlasov.state.State`)::
 
-    from faiser.train.checkpoint import CheckpointStore
+    from faiser.run.checkpoint import CheckpointStore
 
     with CheckpointStore("run/checkpoints", keep=3) as store:
         store.save(step, {"params": params, "opt": opt_state, "key": jax.random.key_data(key)},

@@ -1,0 +1,1 @@
+"""The application layer: the simulate driver, outputs and writers, simulation checkpoints, sweeps."""
