@@ -142,7 +142,7 @@ def _simulate_mpi(args) -> int:
 
 
 def _sweep(args) -> int:
-    from faiser.sweep import run_sweep
+    from faiser.run.sweep import run_sweep
 
     index = run_sweep(args.file, args.out, progress=not args.quiet, dry_run=args.dry_run)
     for e in index:

@@ -23,8 +23,9 @@ from faiser import __version__
 from faiser.atomic import atomic_path, atomic_write_text
 from faiser.config import apply_overrides, load_json, to_json
 from faiser.errors import CheckpointError, ConfigError, DatasetError, NumericalError
+from faiser.run.outputs import timeseries_to_xarray, to_xarray, write_csv
 from faiser.vlasov.cases import Case, build_case, default_config
-from faiser.vlasov.diagnostics import cell_diagnostics, timeseries_to_xarray, to_xarray, write_csv
+from faiser.vlasov.diagnostics import cell_diagnostics
 
 CSV_COLUMNS = [
     "step", "time", "mass", "momentum_x", "momentum_y", "momentum_z", "kinetic_energy",

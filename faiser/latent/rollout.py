@@ -37,6 +37,7 @@ from faiser.config import to_json
 from faiser.errors import ConfigError, DatasetError
 from faiser.grid import PhaseSpaceGrid
 from faiser.latent.model import LatentModel, load_latent_model
+from faiser.run.outputs import timeseries_to_xarray, write_csv
 from faiser.simulation import (
     CSV_COLUMNS,
     _cell_moments,
@@ -49,7 +50,6 @@ from faiser.simulation import (
     write_cell_diagnostics,
 )
 from faiser.vlasov.cases import build_case
-from faiser.vlasov.diagnostics import timeseries_to_xarray, write_csv
 from faiser.vlasov.state import State
 
 __all__ = ["RolloutResult", "rollout", "MASS_MODES"]

@@ -8,7 +8,7 @@ import pytest
 from faiser.cli import main
 from faiser.data.dataset import open_dataset
 from faiser.errors import ConfigError
-from faiser.sweep import load_sweep, run_name, run_sweep, sweep_runs
+from faiser.run.sweep import load_sweep, run_name, run_sweep, sweep_runs
 
 SWEEPS = Path(__file__).resolve().parents[1] / "experiments" / "sweeps"
 
