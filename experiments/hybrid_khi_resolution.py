@@ -12,7 +12,7 @@ import argparse
 import json
 import time
 
-from faiser.simulation import simulate
+from faiser.run.simulate import simulate
 from faiser.vlasov import hybrid_diagnostics as hd
 
 

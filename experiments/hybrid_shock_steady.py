@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from faiser.hybrid_plots import shock_summary
-from faiser.simulation import simulate
+from faiser.cases.plots import shock_summary
+from faiser.run.simulate import simulate
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from faiser.simulation import simulate
+from faiser.run.simulate import simulate
 from faiser.vlasov.linear_theory import dispersion_root, fit_damping
 
 BASE = {"alpha": 0.01, "nx": 64, "nv": 256, "vmax": 6.0, "dt": 0.1, "t_end": 35.0}

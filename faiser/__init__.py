@@ -1,15 +1,13 @@
 """faiser: reference Vlasov stepper, physically sensible VDF compression and latent solvers in JAX."""
 
+from faiser._version import __version__
 from faiser.errors import ConfigError, FaiserError, InitialConditionError, NumericalError, TimeStepError
 from faiser.grid import PhaseSpaceGrid
-
-__version__ = "0.1.0"
-
 
 
 def __getattr__(name):  # lazy: keep `import faiser` light
     if name == "simulate":
-        from faiser.simulation import simulate
+        from faiser.run.simulate import simulate
 
         return simulate
     raise AttributeError(f"module 'faiser' has no attribute {name!r}")

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from faiser import __version__
+from faiser._version import __version__
 from faiser.atomic import atomic_write_text
 from faiser.errors import ConfigError, TimeStepError
 from faiser.grid import PhaseSpaceGrid
@@ -757,8 +757,9 @@ def bench_loader(out: str | Path, overrides: Mapping[str, object] | None = None,
       ``loaders[name]["prefetch" | "no_prefetch"]`` with ``samples_per_s``, ``mb_per_s`` (delivered
       ``f`` bytes), ``decoded_mb_per_s`` (chunk bytes decoded from the store), ``median_s``, ...
     """
-    from faiser.data.loaders import PatchLoader, VdfLoader, WindowLoader, make_mesh
+    from faiser.data.loaders import PatchLoader, VdfLoader, WindowLoader
     from faiser.data.sources import ZarrSource
+    from faiser.parallel.mesh import make_mesh
 
     settings = resolve_loader_settings(overrides)
     out = Path(out)

@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 def _simulate(args) -> int:
     from faiser.config import parse_overrides
     from faiser.errors import ConfigError
-    from faiser.simulation import simulate
+    from faiser.run.simulate import simulate
 
     if args.devices is not None and args.devices < 1:
         raise ConfigError(f"--devices must be >= 1, got {args.devices}")
@@ -121,7 +121,7 @@ def _simulate_mpi(args) -> int:
     """``simulate --distributed mpi``: every rank steps its block; rank 0 writes the outputs."""
     from faiser.config import parse_overrides
     from faiser.parallel.mpi import abort_on_error, world
-    from faiser.simulation import simulate
+    from faiser.run.simulate import simulate
 
     comm = world()
     root = comm.Get_rank() == 0
@@ -183,7 +183,7 @@ def _codec_command(args) -> int:
 
 def _train_latent(args) -> int:
     from faiser.config import apply_overrides, parse_overrides
-    from faiser.train.latent import LatentTrainConfig, train_latent_files
+    from faiser.latent.train import LatentTrainConfig, train_latent_files
 
     cfg = apply_overrides(LatentTrainConfig(), parse_overrides(args.set))
     m = train_latent_files(args.data, args.out, cfg, progress=not args.quiet, resume=args.resume)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from faiser.cli import main
-from faiser.simulation import CSV_COLUMNS
+from faiser.run.outputs import CSV_COLUMNS
 
 TINY = ["--set", "nx=16", "--set", "nv=32", "--set", "t_end=1", "--quiet"]
 
@@ -92,9 +92,9 @@ def test_non_finite_state_raises_numerical_error():
     """A NaN anywhere in f reaches the diagnostics (f_min/f_max, sums): simulate stops with a named error."""
     import jax.numpy as jnp
 
+    from faiser.cases import build_case, default_config
     from faiser.errors import NumericalError
-    from faiser.simulation import _row
-    from faiser.vlasov.cases import build_case, default_config
+    from faiser.run.outputs import diagnostics_row as _row
 
     case = build_case("landau", default_config("landau"))
     bad = case.state.replace(f=(case.state.f[0].at[3, 0, 0, 7, 0, 0].set(jnp.nan),))

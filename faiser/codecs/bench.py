@@ -81,7 +81,7 @@ def _simulated_set(case: str, overrides: dict[str, str], sparse_rel: float, hist
     import tempfile
 
     from faiser.data.dataset import open_dataset
-    from faiser.simulation import simulate
+    from faiser.run.simulate import simulate
 
     with tempfile.TemporaryDirectory() as tmp:
         res = simulate(case, overrides, tmp, progress=False, save_every=history_every if history_every > 0 else None)

@@ -37,7 +37,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from faiser import __version__
+from faiser._version import __version__
 from faiser.errors import DatasetError
 from faiser.grid import PhaseSpaceGrid
 from faiser.units import units_from_json

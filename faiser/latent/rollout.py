@@ -31,25 +31,26 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
-from faiser import __version__
+from faiser._version import __version__
 from faiser.atomic import atomic_write_text
+from faiser.cases import build_case
 from faiser.config import to_json
 from faiser.errors import ConfigError, DatasetError
 from faiser.grid import PhaseSpaceGrid
 from faiser.latent.model import LatentModel, load_latent_model
-from faiser.run.outputs import timeseries_to_xarray, write_csv
-from faiser.simulation import (
+from faiser.run.outputs import (
     CSV_COLUMNS,
-    _cell_moments,
-    _dataset_writer,
-    _row,
-    _write_vlsv,
+    cell_moments,
+    dataset_writer,
+    diagnostics_row,
     output_plan,
     plot_diagnostics,
-    resolve_config,
+    timeseries_to_xarray,
     write_cell_diagnostics,
+    write_csv,
+    write_vlsv,
 )
-from faiser.vlasov.cases import build_case
+from faiser.run.simulate import resolve_config
 from faiser.vlasov.state import State
 
 __all__ = ["RolloutResult", "rollout", "MASS_MODES"]
@@ -112,7 +113,7 @@ def rollout(
 ) -> RolloutResult:
     """Roll case ``case`` out in latent space with ``model`` (a directory or a :class:`LatentModel`).
 
-    ``save_every`` / ``vlsv_every`` count reference steps, as in :func:`faiser.simulation.simulate`,
+    ``save_every`` / ``vlsv_every`` count reference steps, as in :func:`faiser.run.simulate.simulate`,
     and must be multiples of the model's latent step ``D``; diagnostics rows are written every
     ``diag_every`` reference steps when that is a multiple of ``D``, else after every latent step.
     ``mass``: ``auto`` (``conserve`` for closed periodic cases, else ``decoded``), ``conserve`` or
@@ -134,7 +135,7 @@ def rollout(
     cfg = resolve_config(case, overrides, config_file)
     built = build_case(case, cfg)
     D, n_latent = _check_compatible(lm, case, built)
-    from faiser.train.latent import PERIODIC_CASES
+    from faiser.latent.train import PERIODIC_CASES
 
     mode = ("conserve" if case in PERIODIC_CASES else "decoded") if mass == "auto" else mass
     n_steps = built.n_steps
@@ -205,15 +206,19 @@ def rollout(
         jax.block_until_ready(lm.advance(z0, cond, n))
     jax.block_until_ready(decoded_state(z0, 0).f)
     diag_fn = jax.jit(built.stepper.diagnostics)
-    _row(diag_fn(state0))
+    diagnostics_row(diag_fn(state0))
     compile_s = time.perf_counter() - t0
 
-    writer = _dataset_writer(built, meta, out / "snapshots", len(plan["save"]), state0) if save_every else None
+    writer = (
+        dataset_writer(built, meta, out / "snapshots", len(plan["save"]), jax.device_get(state0.aux))
+        if save_every
+        else None
+    )
     vlsv_dir = None
     if vlsv_every:
         vlsv_dir = out / "vlsv"
         vlsv_dir.mkdir(exist_ok=True)
-    snap_fn = jax.jit(lambda st: _cell_moments(built, st)) if writer else None
+    snap_fn = jax.jit(lambda st: cell_moments(built.stepper.species, built.grid, st)) if writer else None
     records, states, steps = [], [], []
     t_enc = t_prop = t_dec = 0.0
     n_vlsv = 0
@@ -237,12 +242,12 @@ def rollout(
             states.append(st)
             steps.append(s)
             if s in diag or s == n_steps:
-                records.append(_row(diag_fn(st)))
+                records.append(diagnostics_row(diag_fn(st)))
             if writer is not None and s in plan["save"]:
                 host = jax.device_get((st.f, st.E, st.B, snap_fn(st), st.aux))
                 writer.append(float(st.time), s, *host)
             if vlsv_dir is not None and s in plan["vlsv"]:
-                _write_vlsv(vlsv_dir / f"bulk.{n_vlsv:07d}.vlsv", built, st, meta)
+                write_vlsv(vlsv_dir / f"bulk.{n_vlsv:07d}.vlsv", built, st, meta)
                 n_vlsv += 1
     except BaseException:
         if writer is not None:

@@ -50,7 +50,7 @@ from faiser.grid import PhaseSpaceGrid
 from faiser.parallel.mesh import SPACE_AXES, make_mesh
 from faiser.vlasov.remap import Side, ghost_cells
 from faiser.vlasov.state import State
-from faiser.vlasov.stepper import CFL_LIMIT, Stepper
+from faiser.vlasov.stepper import CFL_LIMIT, Stepper, SteppingDefaults
 from faiser.vlasov.translate import halo_width, translate
 
 __all__ = [
@@ -185,7 +185,7 @@ class ShardMapComm:
         self.names = {d: SPACE_AXES[d] for d in range(3) if blocks[d] > 1}
 
     def halo(self, f, width, left, right, *, axis):
-        return _halo(self, f, width, left, right, axis)
+        return exchange_halo(self, f, width, left, right, axis)
 
     def halo_with(self, a, width, axis, lo, hi):
         name, p, n = self.names[axis], self.blocks[axis], a.shape[axis]
@@ -220,7 +220,7 @@ class ShardMapComm:
         return lax.psum(x, tuple(self.names.values())) if self.names else x
 
 
-def _halo(comm, f, width, left: Side, right: Side, axis: int):
+def exchange_halo(comm, f, width, left: Side, right: Side, axis: int):
     """:meth:`BlockComm.halo` from :meth:`BlockComm.halo_with`: the ghost cells of ``f``'s
     boundary (outflow copies, inflow values) at a non-periodic domain edge."""
     lo = None if _periodic(left) else ghost_cells(f, left, True, axis, width)
@@ -345,7 +345,7 @@ class BlockStepper(Stepper):
 
 
 # ---- shard_map driver -----------------------------------------------------------------------------
-class DomainStepper:
+class DomainStepper(SteppingDefaults):
     """A :class:`~faiser.vlasov.stepper.Stepper` run domain-decomposed over devices with ``shard_map``.
 
     Args:
@@ -441,15 +441,6 @@ class DomainStepper:
         )
         return body(state)
 
-    def step(self, state: State) -> State:
-        """One Strang step (see :meth:`Stepper.step`)."""
-        return self.multi_step(state, 1)
-
-    @partial(jax.jit, static_argnums=(0, 2))
-    def advance(self, state: State, n_steps: int) -> State:
-        """``n_steps`` steps in one compiled program."""
-        return self.multi_step(state, n_steps)
-
     def diagnostics(self, state: State) -> dict[str, jax.Array]:
         """Global diagnostics (:meth:`Stepper.diagnostics` on the sharded global state)."""
         return self.stepper.diagnostics(state)
@@ -463,20 +454,3 @@ def decompose(stepper: Stepper, state: State, devices: int | None = None, blocks
     """``(DomainStepper, sharded state)`` for ``stepper`` and its initialized global ``state``."""
     ds = DomainStepper(stepper, devices=devices, blocks=blocks)
     return ds, ds.shard(state)
-
-
-def distribute(stepper: Stepper, devices: int | None = None, distributed: str = "none"):
-    """The decomposed stand-in for ``stepper``: a :class:`DomainStepper` over ``devices`` local
-    devices (``distributed="none"``) or a :class:`~faiser.parallel.mpi.MpiStepper` over the ranks of
-    an MPI launch (``distributed="mpi"``). Both have ``shard``, ``multi_step`` and ``diagnostics``.
-
-    Raises:
-      DistributedError: the decomposition cannot be set up (too many devices, thin blocks, no MPI).
-    """
-    if distributed == "mpi":
-        from faiser.parallel.mpi import MpiStepper
-
-        return MpiStepper(stepper, devices=devices)
-    if distributed != "none":
-        raise DistributedError(f"unknown distributed backend {distributed!r}; use 'none' or 'mpi'")
-    return DomainStepper(stepper, devices=devices)

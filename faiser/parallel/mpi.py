@@ -39,11 +39,11 @@ import numpy as np
 from jax import lax
 
 from faiser.errors import DistributedError
-from faiser.parallel.domain import BlockStepper, _halo, block_grid, cell_aux_keys, check_blocks, choose_blocks
+from faiser.parallel.domain import BlockStepper, block_grid, cell_aux_keys, check_blocks, choose_blocks, exchange_halo
 from faiser.vlasov.diagnostics import global_diagnostics
 from faiser.vlasov.remap import Side
 from faiser.vlasov.state import State
-from faiser.vlasov.stepper import Stepper
+from faiser.vlasov.stepper import Stepper, SteppingDefaults
 
 # Test hook: "RANK:STEP" makes that rank exit abruptly (os._exit(1)) once the block state reaches
 # STEP, to check that a crashed rank fails the whole run instead of hanging it.
@@ -107,7 +107,7 @@ class MpiComm:
         return int(np.ravel_multi_index(c, self.blocks))
 
     def halo(self, f, width, left: Side, right: Side, *, axis):
-        return _halo(self, f, width, left, right, axis)
+        return exchange_halo(self, f, width, left, right, axis)
 
     def halo_with(self, a, width, axis, lo, hi):
         import mpi4jax
@@ -166,7 +166,7 @@ def bcast_json(obj, comm, root: int = 0):
     return json.loads(buf.tobytes().decode())
 
 
-class MpiStepper:
+class MpiStepper(SteppingDefaults):
     """A :class:`~faiser.vlasov.stepper.Stepper` decomposed over the ranks of an MPI launch.
 
     States are this rank's block: ``f``, ``E``, ``B`` and the per-cell ``aux`` entries (the hybrid
@@ -205,13 +205,18 @@ class MpiStepper:
         self.block_comm = MpiComm(self.blocks, self.comm)
         self.block_stepper = BlockStepper(stepper, self.block_comm, field_solve)
         self.rank = self.comm.Get_rank()
-        self.local_grid = block_grid(stepper.grid, self.blocks, self.block_comm.coords)
+        self._local_grid = block_grid(stepper.grid, self.blocks, self.block_comm.coords)
         self.cell_aux = cell_aux_keys(stepper, field_solve)
         self._crash = _crash_step(self.rank)
 
     @property
     def num_devices(self) -> int:
         return math.prod(self.blocks)
+
+    @property
+    def local_grid(self):
+        """The grid of this rank's block."""
+        return self._local_grid
 
     @property
     def is_root(self) -> bool:
@@ -305,13 +310,13 @@ class MpiStepper:
             jax.debug.callback(partial_crash(self._crash), block.step)
         return block
 
-    def compile_chunk(self, state: State, n_steps: int):
-        """A compiled ``state -> multi_step(state, n_steps)``. The MPI collectives carry ordered
-        effects, which ahead-of-time ``Compiled`` objects cannot be called with: this returns the
-        jitted function, compiled now through the same cache its calls use."""
-        fn = jax.jit(lambda s: self.multi_step(s, n_steps))
-        fn.lower(state).compile()
-        return fn
+    def compile(self, fn, state: State):
+        """``fn`` jitted and compiled for ``state``. The MPI collectives carry ordered effects,
+        which ahead-of-time ``Compiled`` objects cannot be called with: this returns the jitted
+        function, compiled now through the same cache its calls use."""
+        jitted = jax.jit(fn)
+        jitted.lower(state).compile()
+        return jitted
 
     def diagnostics(self, state: State) -> dict[str, jax.Array]:
         """The global diagnostics of :meth:`Stepper.diagnostics` from this rank's block: block

@@ -59,7 +59,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from faiser import __version__
+from faiser._version import __version__
 from faiser.atomic import atomic_write_text
 from faiser.errors import CheckpointError
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,8 +16,9 @@ import xarray as xr
 from jax.typing import ArrayLike
 
 from faiser.atomic import atomic_path
-from faiser.errors import ConfigError
+from faiser.errors import ConfigError, NumericalError
 from faiser.grid import PhaseSpaceGrid
+from faiser.vlasov.diagnostics import cell_diagnostics
 
 _COMPONENTS = ("x", "y", "z")
 
@@ -144,3 +146,158 @@ def write_csv(
     with atomic_path(path) as tmp:  # a reader never sees a half-written file
         df.to_csv(tmp, index=False)
     return os.fspath(path)
+
+
+# ---- the files of a run directory ------------------------------------------------------------
+CSV_COLUMNS = [
+    "step", "time", "mass", "momentum_x", "momentum_y", "momentum_z", "kinetic_energy",
+    "electric_energy", "magnetic_energy", "total_energy", "l2_norm", "f_min", "f_max", "mass_lost",
+    "bulk_velocity_x", "bulk_velocity_y", "bulk_velocity_z",
+]  # fmt: skip
+
+
+def output_plan(
+    n_steps: int, diag_every: int, save_every: int | None, vlsv_every: int | None, checkpoint_every: int | None = None
+) -> dict:
+    """Steps at which a run stops for outputs.
+
+    Returns ``{"chunks": [n1, n2, ...], "diag": set, "save": list, "vlsv": list, "checkpoint":
+    list}``: the lengths of the compiled step chunks between stops, and the steps of the
+    diagnostics rows, dataset snapshots and VLSV files (each includes step 0 and the last step)
+    and of the checkpoints (every ``checkpoint_every`` steps, excluding 0 and the last step).
+    """
+
+    def at(every):
+        if not every:
+            return []
+        return sorted(set(range(0, n_steps + 1, every)) | {0, n_steps})
+
+    diag = set(at(diag_every))
+    save, vlsv = at(save_every), at(vlsv_every)
+    checkpoint = list(range(checkpoint_every, n_steps, checkpoint_every)) if checkpoint_every else []
+    stops = sorted(diag | set(save) | set(vlsv) | set(checkpoint))
+    chunks = [b - a for a, b in zip(stops, stops[1:])]
+    return {"chunks": chunks, "diag": diag, "save": save, "vlsv": vlsv, "checkpoint": checkpoint}
+
+
+def diagnostics_row(d: Mapping[str, ArrayLike]) -> dict:
+    """Host copy of one diagnostics dict (one transfer), with the bulk velocity; raises
+    :class:`~faiser.errors.NumericalError` if the state stopped being finite (the mass and energy
+    sums propagate any NaN or inf of f, E or B, so no extra pass over f is needed)."""
+    import jax
+
+    row = {k: float(v) for k, v in jax.device_get(dict(d)).items()}
+    if not all(np.isfinite(v) for v in row.values()):
+        raise NumericalError(f"the state became non-finite at step {int(row['step'])} (t={row['time']:g})")
+    row["step"] = int(row["step"])
+    mass = row["mass"] if row["mass"] != 0 else 1.0
+    for c in "xyz":
+        row[f"bulk_velocity_{c}"] = row[f"momentum_{c}"] / mass
+    return row
+
+
+def cell_moments(species, grid: PhaseSpaceGrid, state) -> list[dict]:
+    """:func:`~faiser.vlasov.diagnostics.cell_diagnostics` of every species of ``state`` on ``grid``."""
+    return [cell_diagnostics(f, grid, state.B, sp.mass) for f, sp in zip(state.f, species)]
+
+
+def dataset_writer(case, meta: dict, path: Path, capacity: int, aux):
+    """A new :class:`~faiser.data.dataset.DatasetWriter` for ``capacity`` snapshots of ``case``."""
+    from faiser.data.dataset import DatasetWriter
+
+    return DatasetWriter(
+        path, case.grid, case.stepper.species, capacity, metadata=meta, dtype=case.config.dtype, aux=aux
+    )
+
+
+def write_vlsv(path: Path, case, state, meta: dict) -> None:
+    """``state`` of ``case`` as a Vlasiator-style VLSV file in SI units."""
+    import jax
+
+    from faiser.data.vlsv import write_snapshot
+
+    write_snapshot(
+        path,
+        jax.device_get(state),
+        case.grid,
+        case.units,
+        case.stepper.species,
+        config=meta,
+        vdf_stride=case.config.vdf_stride,
+    )
+
+
+def drop_vlsv_from(vlsv_dir: Path, n: int) -> None:
+    """Remove VLSV files numbered ``n`` and later (written after the checkpoint a run resumes from)."""
+    for p in vlsv_dir.glob("bulk.*.vlsv"):
+        index = p.name.split(".")[1]
+        if index.isdigit() and int(index) >= n:
+            p.unlink()
+    for p in vlsv_dir.glob(".bulk.*.tmp"):  # a write the kill interrupted (see faiser.atomic)
+        p.unlink()
+
+
+def write_cell_diagnostics(case, initial, final, path: Path) -> xr.Dataset:
+    """Per-cell diagnostics (moments, T_perp/T_par, heat flux, eps_M) of every species at the
+    first and last time, as netCDF (``time`` x species variables ``<species>_<name>``)."""
+    import jax
+
+    species = case.stepper.species
+    frames = [(float(st.time), jax.device_get(cell_moments(species, case.grid, st))) for st in (initial, final)]
+    return write_cell_frames(case, frames, path)
+
+
+def write_cell_frames(case, frames, path: Path) -> xr.Dataset:
+    """``moments.nc`` from ``[(time, [per-cell diagnostics of each species]), ...]`` (global arrays)."""
+    parts_t = []
+    for t, per_species in frames:
+        parts = []
+        for d, sp in zip(per_species, case.stepper.species):
+            x = to_xarray(d, case.grid)
+            parts.append(x.rename({k: f"{sp.name}_{k}" for k in x.data_vars}))
+        parts_t.append(xr.merge(parts).expand_dims(time=[t]))
+    ds = xr.concat(parts_t, dim="time")
+    ds.attrs.update(case=case.name, units="normalized (see config.json)")
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="scipy")
+    return ds
+
+
+def save_figure(fig, path: str | os.PathLike, **kw) -> None:
+    """``fig.savefig`` to ``path`` atomically (the format from the file name's suffix)."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, **kw)
+
+
+def plot_diagnostics(ds: xr.Dataset, case, path: Path) -> None:
+    """Plot the case's main diagnostic and the relative mass change to ``path`` (PNG).
+
+    Uses matplotlib's object API only, so it leaves the caller's pyplot backend alone."""
+    from matplotlib.figure import Figure
+
+    t = ds["time"].values
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2)
+    ax = axes[0]
+    if case.main_diagnostic == "electric_energy" and np.any(ds["electric_energy"].values > 0):
+        ax.semilogy(t, ds["electric_energy"].values, lw=1)
+        ax.set_ylabel("electric energy")
+        ax.set_title(f"{case.name}: electric field energy")
+    elif case.main_diagnostic == "l2_norm":
+        ax.plot(t, ds["l2_norm"].values / ds["l2_norm"].values[0])
+        ax.set_ylabel("L2 norm / initial")
+        ax.set_title(f"{case.name}: L2 norm (numerical dissipation)")
+    else:
+        for c in "xyz":
+            ax.plot(t, ds[f"bulk_velocity_{c}"].values, label=f"V{c}")
+        ax.set_ylabel("bulk velocity")
+        ax.legend()
+        ax.set_title(f"{case.name}: bulk velocity")
+    ax.set_xlabel("time")
+    m = ds["mass"].values
+    axes[1].plot(t, (m + ds["mass_lost"].values - m[0]) / m[0])
+    axes[1].set_xlabel("time")
+    axes[1].set_ylabel("relative mass change (incl. lost)")
+    axes[1].set_title("mass conservation")
+    save_figure(fig, path, dpi=110)

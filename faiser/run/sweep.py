@@ -82,7 +82,7 @@ def load_sweep(path: str | Path) -> dict:
 def sweep_runs(spec: dict) -> list[SweepRun]:
     """Expand a sweep spec into its runs (product of ``product`` x rows of ``zip``), validating
     every run's config up front so a bad key fails before anything runs."""
-    from faiser.simulation import resolve_config
+    from faiser.run.simulate import resolve_config
 
     case, base = spec["case"], dict(spec.get("base", {}))
     product = {k: list(v) for k, v in spec.get("product", {}).items()}
@@ -119,7 +119,7 @@ def _is_done(run_dir: Path) -> bool:
 def run_sweep(path: str | Path, out_root: str | Path, progress: bool = True, dry_run: bool = False) -> list[dict]:
     """Generate every dataset of the sweep in ``path`` under ``out_root``; returns the index
     (one dict per run: name, overrides, status ``done``/``skipped``/``planned``)."""
-    from faiser.simulation import simulate
+    from faiser.run.simulate import simulate
 
     spec = load_sweep(path)
     runs = sweep_runs(spec)

@@ -31,9 +31,7 @@ def rotation_matrix(b: jax.Array, angle: jax.Array) -> jax.Array:
     c, s = jnp.cos(angle)[..., None, None], jnp.sin(angle)[..., None, None]
     bx, by, bz = b[..., 0], b[..., 1], b[..., 2]
     z = jnp.zeros_like(bx)
-    cross = jnp.stack(
-        [jnp.stack([z, -bz, by], -1), jnp.stack([bz, z, -bx], -1), jnp.stack([-by, bx, z], -1)], -2
-    )
+    cross = jnp.stack([jnp.stack([z, -bz, by], -1), jnp.stack([bz, z, -bx], -1), jnp.stack([-by, bx, z], -1)], -2)
     outer = b[..., :, None] * b[..., None, :]
     eye = jnp.eye(3, dtype=b.dtype)
     return c * eye + s * cross + (1.0 - c) * outer

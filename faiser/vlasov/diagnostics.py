@@ -32,6 +32,7 @@ from faiser.vlasov.distributions import maxwellian
 from faiser.vlasov.state import Species
 
 __all__ = [
+    "velocity_moments",
     "moments",
     "anisotropy",
     "non_maxwellianity",
@@ -80,8 +81,102 @@ def _check_f(f: ArrayLike, grid: PhaseSpaceGrid) -> jax.Array:
 
 
 # ---- per-cell moments ----------------------------------------------------------------------------
+def velocity_moments(
+    f,
+    v: Sequence[ArrayLike],
+    dv3: float,
+    *,
+    mass: float = 1.0,
+    resolved: Sequence[int] = (0, 1, 2),
+    heat_flux: bool = False,
+    dtype=None,
+) -> dict:
+    """Density, bulk velocity, pressure tensor, temperature (and heat flux) of VDFs: the one definition.
+
+    Every moment in faiser comes from here: the stepper's diagnostics (:func:`moments`), the codecs'
+    stored moments (:func:`faiser.codecs.moments.moments`) and the loaders' conditioning
+    (:func:`faiser.data.normalization.vdf_moments`). The sums use only the 1D and 2D velocity
+    marginals of ``f`` and are taken about the bulk velocity (central moments: no cancellation
+    between large raw moments, so float32 stays accurate for fast drifts). NumPy input gives NumPy
+    output; JAX input (or tracers) gives JAX output.
+
+    Args:
+      f: ``(..., nvx, nvy, nvz)`` phase-space density (any leading shape).
+      v: the three 1D arrays of velocity cell centres.
+      dv3: velocity cell volume.
+      mass: particle mass (multiplies pressure and heat flux).
+      resolved: the velocity axes the scalar temperature averages over.
+      heat_flux: also return ``heat_flux``.
+      dtype: the floating dtype of the sums and results (default: ``f``'s); NumPy accumulates in it
+        without converting ``f`` (float32 VDFs, float64 moments).
+
+    Returns:
+      dict of arrays: ``density`` ``n = sum f dv^3`` ``(...)``; ``bulk_velocity``
+      ``V = sum v f dv^3 / n`` ``(..., 3)``; ``pressure`` ``P_ij = m sum (v-V)_i (v-V)_j f dv^3``
+      ``(..., 3, 3)``; ``temperature`` ``sum_{i in resolved} P_ii / (k n)`` (``k`` resolved axes,
+      0 if none) ``(...)``; with ``heat_flux``, ``q_i = (m/2) sum (v-V)_i |v-V|^2 f dv^3``
+      ``(..., 3)``. Where ``n <= sqrt(finfo.tiny)`` (vacuum) ``V = 0`` and ``T = 0`` (no NaNs).
+    """
+    xp = np if isinstance(f, np.ndarray | np.generic) else jnp
+    dtype = np.dtype(dtype or f.dtype)
+    if xp is np:
+        # 2D marginals accumulated in ``dtype``; the 1D ones from them (half the passes over f)
+        g2 = {
+            (0, 1): f.sum(axis=-1, dtype=dtype),
+            (0, 2): f.sum(axis=-2, dtype=dtype),
+            (1, 2): f.sum(axis=-3, dtype=dtype),
+        }
+        g1 = [g2[(0, 1)].sum(axis=-1), g2[(0, 1)].sum(axis=-2), g2[(0, 2)].sum(axis=-2)]
+    else:
+        f = f if f.dtype == dtype else f.astype(dtype)
+        g1 = [f.sum(axis=(-2, -1)), f.sum(axis=(-3, -1)), f.sum(axis=(-3, -2))]
+        g2 = {(0, 1): f.sum(axis=-1), (0, 2): f.sum(axis=-2), (1, 2): f.sum(axis=-3)}
+    floor = _floor(dtype)
+    m = xp.asarray(mass, dtype)
+    v = [xp.asarray(v[d], dtype) for d in range(3)]
+
+    def safe_div(a, b, fill=0.0):
+        ok = b > floor
+        return xp.where(ok, a / xp.where(ok, b, 1.0), fill)
+
+    n = g1[0].sum(-1) * dv3
+    flux = xp.stack([g1[d] @ v[d] for d in range(3)], axis=-1) * dv3
+    V = safe_div(flux, n[..., None])
+    w = [v[d] - V[..., d, None] for d in range(3)]  # (..., nv_d)
+
+    def pair(i, j, wi, wj):
+        """sum over (v_i, v_j) of g_ij * wi(v_i) * wj(v_j) for i != j."""
+        if i < j:
+            return xp.einsum("...ab,...a,...b->...", g2[(i, j)], wi, wj)
+        return xp.einsum("...ab,...a,...b->...", g2[(j, i)], wj, wi)
+
+    P = [[None] * 3 for _ in range(3)]
+    for i in range(3):
+        P[i][i] = xp.sum(g1[i] * w[i] ** 2, axis=-1)
+        for j in range(i + 1, 3):
+            P[i][j] = P[j][i] = pair(i, j, w[i], w[j])
+    pressure = m * dv3 * xp.stack([xp.stack(row, axis=-1) for row in P], axis=-2)
+    out = {"density": n, "bulk_velocity": V, "pressure": pressure}
+
+    if resolved:
+        trace_r = sum(pressure[..., d, d] for d in resolved)
+        out["temperature"] = safe_div(trace_r, len(resolved) * n)
+    else:
+        out["temperature"] = xp.zeros_like(n)
+    if heat_flux:
+        q = []
+        for i in range(3):
+            qi = xp.sum(g1[i] * w[i] ** 3, axis=-1)
+            for j in range(3):
+                if j != i:
+                    qi = qi + pair(i, j, w[i], w[j] ** 2)
+            q.append(qi)
+        out["heat_flux"] = 0.5 * m * dv3 * xp.stack(q, axis=-1)
+    return out
+
+
 def moments(f: ArrayLike, grid: PhaseSpaceGrid, mass: float = 1.0) -> dict[str, jax.Array]:
-    """Velocity moments of ``f`` in every spatial cell.
+    """Velocity moments of ``f`` in every spatial cell (:func:`velocity_moments` on the grid's velocity mesh).
 
     Args:
       f: distribution, shape ``grid.shape = (nx, ny, nz, nvx, nvy, nvz)``.
@@ -106,55 +201,8 @@ def moments(f: ArrayLike, grid: PhaseSpaceGrid, mass: float = 1.0) -> dict[str, 
 
 @functools.partial(jax.jit, static_argnames=("grid",))
 def _moments(f: jax.Array, grid: PhaseSpaceGrid, mass) -> dict[str, jax.Array]:
-    dtype = f.dtype
-    floor = _floor(dtype)
-    dv3 = grid.velocity_cell_volume
-    m = jnp.asarray(mass, dtype)
-    v = [jnp.asarray(grid.v_centers(d), dtype) for d in range(3)]
-    # 1D marginals (nx, ny, nz, nv_d) and 2D marginals (nx, ny, nz, nv_i, nv_j), i < j
-    g1 = [f.sum(axis=(4, 5)), f.sum(axis=(3, 5)), f.sum(axis=(3, 4))]
-    g2 = {(0, 1): f.sum(axis=5), (0, 2): f.sum(axis=4), (1, 2): f.sum(axis=3)}
-
-    n = g1[0].sum(-1) * dv3
-    flux = jnp.stack([g1[d] @ v[d] for d in range(3)], axis=-1) * dv3
-    V = _safe_div(flux, n[..., None], floor)
-    w = [v[d] - V[..., d, None] for d in range(3)]  # (nx, ny, nz, nv_d)
-
-    def pair(i, j, wi, wj):
-        """sum over (v_i, v_j) of g_ij * wi(v_i) * wj(v_j) for i != j."""
-        if i < j:
-            return jnp.einsum("...ab,...a,...b->...", g2[(i, j)], wi, wj)
-        return jnp.einsum("...ab,...a,...b->...", g2[(j, i)], wj, wi)
-
-    P = [[None] * 3 for _ in range(3)]
-    for i in range(3):
-        P[i][i] = jnp.sum(g1[i] * w[i] ** 2, axis=-1)
-        for j in range(i + 1, 3):
-            P[i][j] = P[j][i] = pair(i, j, w[i], w[j])
-    pressure = m * dv3 * jnp.stack([jnp.stack(row, axis=-1) for row in P], axis=-2)
-
-    q = []
-    for i in range(3):
-        qi = jnp.sum(g1[i] * w[i] ** 3, axis=-1)
-        for j in range(3):
-            if j != i:
-                qi = qi + pair(i, j, w[i], w[j] ** 2)
-        q.append(qi)
-    heat_flux = 0.5 * m * dv3 * jnp.stack(q, axis=-1)
-
-    R = grid.velocity_dims
-    if R:
-        trace_r = sum(pressure[..., d, d] for d in R)
-        temperature = _safe_div(trace_r, len(R) * n, floor)
-    else:
-        temperature = jnp.zeros_like(n)
-    return {
-        "density": n,
-        "bulk_velocity": V,
-        "pressure": pressure,
-        "temperature": temperature,
-        "heat_flux": heat_flux,
-    }
+    v = [grid.v_centers(d) for d in range(3)]
+    return velocity_moments(f, v, grid.velocity_cell_volume, mass=mass, resolved=grid.velocity_dims, heat_flux=True)
 
 
 def anisotropy(pressure: ArrayLike, density: ArrayLike, B: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -34,6 +34,7 @@ from faiser.grid import PhaseSpaceGrid
 
 __all__ = [
     "maxwellian",
+    "anisotropic_maxwellian",
     "bi_maxwellian",
     "kappa",
     "beams",
@@ -186,26 +187,65 @@ def _maxwellian(grid, density, bulk_velocity, temperature, mass, dtype):
     return _full(f, grid, dtype)
 
 
-def _gaussian(grid: PhaseSpaceGrid, n: jax.Array, V: jax.Array, cov: jax.Array, dtype: DTypeLike) -> jax.Array:
-    """Normal distribution with covariance ``cov`` (``(3, 3)`` or ``(nx, ny, nz, 3, 3)``), marginalized
-    onto the resolved velocity axes (exact: the marginal of a Gaussian uses the sub-covariance)."""
-    R = grid.velocity_dims
+def anisotropic_maxwellian(
+    density: ArrayLike,
+    bulk_velocity: ArrayLike,
+    cov: ArrayLike,
+    v: Sequence[ArrayLike],
+    resolved: Sequence[int] = (0, 1, 2),
+    dtype: DTypeLike | None = None,
+):
+    """Drifting Maxwellian of any covariance on a velocity mesh: the one Gaussian builder.
+
+    ``f = n / sqrt((2 pi)^k det S) exp(-w^T S^-1 w / 2)`` with ``w = (v - V)_R`` and ``S = cov_RR``
+    over the ``k`` resolved axes ``R`` (the exact marginal: unresolved axes are integrated out).
+    :func:`bi_maxwellian` and the codecs' Maxwellian of stored moments
+    (:func:`faiser.codecs.moments.maxwellian`) are this function; :func:`maxwellian` is its
+    isotropic case written as a product. NumPy input gives NumPy output, JAX input (or tracers) JAX.
+
+    Args:
+      density: ``n``, shape ``(...)``.
+      bulk_velocity: ``V``, ``(..., 3)``.
+      cov: the covariance ``T / m`` (velocity squared), ``(..., 3, 3)``.
+      v: the three 1D arrays of velocity cell centres.
+      resolved: the velocity axes the distribution lives on.
+      dtype: dtype of the result (default: that of the parameters).
+
+    Returns:
+      ``f`` of shape ``(..., nvx, nvy, nvz)`` (leading axes broadcast; axes outside ``resolved`` may
+      be left of size 1).
+    """
+    host = all(isinstance(a, np.ndarray | np.generic | float | int) for a in (density, bulk_velocity, cov))
+    xp = np if host else jnp
+    n, V, cov = xp.asarray(density), xp.asarray(bulk_velocity), xp.asarray(cov)
+    dtype = np.dtype(dtype) if dtype is not None else xp.result_type(n, V, cov)
+
+    def lead(a):  # (...) -> (..., 1, 1, 1): broadcasts against the velocity axes
+        return a.reshape(*a.shape, 1, 1, 1)
+
+    R = tuple(resolved)
     k = len(R)
     if k == 0:
-        return _full(_to6(n), grid, dtype)
-    idx = jnp.asarray(R)
+        return lead(n)
+    idx = xp.asarray(R)
     S = cov[..., idx, :][..., :, idx]
-    prec = jnp.linalg.inv(S)
-    det = jnp.linalg.det(S)
-    w = {d: _v(grid, d, dtype) - _component(V, d) for d in R}
+    prec = xp.linalg.inv(S)
+    det = xp.linalg.det(S)
+    w = {d: xp.asarray(v[d], dtype).reshape([-1 if a == d else 1 for a in range(3)]) - lead(V[..., d]) for d in R}
     q = 0.0
     for a, i in enumerate(R):
-        q = q + _to6(prec[..., a, a]) * w[i] * w[i]
+        q = q + lead(prec[..., a, a]) * w[i] * w[i]
         for b in range(a + 1, k):
             j = R[b]
-            q = q + 2.0 * _to6(prec[..., a, b]) * w[i] * w[j]
-    norm = _to6(n) / _to6(jnp.sqrt((2.0 * math.pi) ** k * det))
-    return _full(norm * jnp.exp(-0.5 * q), grid, dtype)
+            q = q + 2.0 * lead(prec[..., a, b]) * w[i] * w[j]
+    norm = lead(n) / lead(xp.sqrt((2.0 * math.pi) ** k * det))
+    return norm * xp.exp(-0.5 * q)
+
+
+def _gaussian(grid: PhaseSpaceGrid, n: jax.Array, V: jax.Array, cov: jax.Array, dtype: DTypeLike) -> jax.Array:
+    """:func:`anisotropic_maxwellian` on the grid (covariance ``(3, 3)`` or ``(nx, ny, nz, 3, 3)``)."""
+    v = [grid.v_centers(d) for d in range(3)]
+    return _full(anisotropic_maxwellian(n, V, cov, v, grid.velocity_dims, dtype), grid, dtype)
 
 
 def bi_maxwellian(

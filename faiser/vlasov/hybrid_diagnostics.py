@@ -1,7 +1,7 @@
 """Diagnostics of hybrid runs: div B, energy budget, T_perp/T_par, shock, KHI, wave modes, spectra.
 
 Per-output *probes* (:func:`make_probe`) are jit-able functions of the state returning scalars
-(merged into the run's time series by :func:`faiser.simulation.simulate`) and small arrays
+(merged into the run's time series by :func:`faiser.run.simulate.simulate`) and small arrays
 (profiles, maps; kept as snapshots for the case plots). The analysis helpers (shock position and
 compression, growth-rate fit, Rankine-Hugoniot, dispersion relation) run on the host with NumPy /
 SciPy. Everything is in hybrid units (:class:`faiser.units.HybridUnits`).
@@ -99,7 +99,7 @@ def make_probe(
     shock: bool = False,
     khi: bool = False,
 ) -> CellProbe:
-    """A jit-able ``probe(state) -> dict`` for :func:`faiser.simulation.simulate` (a :class:`CellProbe`).
+    """A jit-able ``probe(state) -> dict`` for :func:`faiser.run.simulate.simulate` (a :class:`CellProbe`).
 
     Scalars: ``div_b_rel``, the energy budget, ``field_subcycles``, ``b_max``; with ``mode_axis``
     the complex Fourier mode ``mode_k`` of ``B_y + i B_z`` along that axis (``mode_re``, ``mode_im``,
@@ -272,13 +272,12 @@ def kinetic_parallel_dispersion(k: float, vth: float, branch: str) -> complex:
     """Root of the parallel hybrid dispersion relation with Maxwellian protons, massless electrons:
 
     ``k^2 = (w / (k w_t)) Z((w - 1) / (k w_t)) - w`` (hybrid units, ``w_t = sqrt(2) vth``, sign
-    convention of :func:`faiser.vlasov.hybrid_cases.cold_parallel_frequency`: ion-cyclotron
+    convention of :func:`faiser.vlasov.linear_theory.cold_parallel_frequency`: ion-cyclotron
     ``Re w > 0``, whistler ``Re w < 0``). Cold limit: ``w^2 + k^2 w - k^2 = 0``.
     """
     from scipy.optimize import fsolve
 
-    from faiser.vlasov.hybrid_cases import cold_parallel_frequency
-    from faiser.vlasov.linear_theory import plasma_z
+    from faiser.vlasov.linear_theory import cold_parallel_frequency, plasma_z
 
     wt = math.sqrt(2.0) * vth
 

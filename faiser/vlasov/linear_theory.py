@@ -1,4 +1,5 @@
-"""Linear theory of electrostatic waves for validation: dispersion roots and rate fits."""
+"""Linear theory for validation: electrostatic dispersion roots and rate fits, and the cold
+parallel (ion-cyclotron / whistler) branches of the hybrid model."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import numpy as np
 from scipy.optimize import fsolve
 from scipy.signal import argrelmax
 from scipy.special import wofz
+
+from faiser.errors import ConfigError
 
 
 def plasma_z(zeta):
@@ -65,3 +68,15 @@ def fit_growth(time: np.ndarray, electric_energy: np.ndarray, t_min: float, t_ma
     t = np.asarray(time)
     m = (t >= t_min) & (t <= t_max)
     return float(np.polyfit(t[m], np.log(np.asarray(electric_energy)[m]), 1)[0] / 2)
+
+
+def cold_parallel_frequency(k: float, branch: str) -> float:
+    """Roots of ``w^2 + k^2 w - k^2 = 0`` (cold ions, massless electrons; ``b ~ exp(i(kx - wt))``),
+    hybrid units (``k`` in ``1/d_i``, ``w`` in ``Omega_i``): ion-cyclotron ``w > 0`` and whistler
+    ``w < 0`` (it moves towards -x)."""
+    disc = math.sqrt(k**4 + 4 * k**2)
+    if branch == "ion_cyclotron":
+        return 0.5 * (-(k**2) + disc)
+    if branch == "whistler":
+        return 0.5 * (-(k**2) - disc)
+    raise ConfigError(f"branch must be ion_cyclotron, whistler or both, got {branch!r}")

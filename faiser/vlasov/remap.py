@@ -374,8 +374,10 @@ def _remap_affine_windowed(f, stretch, offset, axis, left, right, scheme, limite
     body = _slice(r, extra, extra + n, axis)
     # Each edge flux is computed directly from reconstruction slices (not by slicing one flux
     # array twice): XLA fuses the former well and the latter very badly on CPU.
-    return body + _window_flux(f0, fL, fR, stretch, c, lines, axis, n, W, 0) - _window_flux(
-        f0, fL, fR, stretch, c, lines, axis, n, W, 1
+    return (
+        body
+        + _window_flux(f0, fL, fR, stretch, c, lines, axis, n, W, 0)
+        - _window_flux(f0, fL, fR, stretch, c, lines, axis, n, W, 1)
     )
 
 

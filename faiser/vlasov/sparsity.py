@@ -35,9 +35,7 @@ WID = 4
 __all__ = ["WID", "apply_threshold", "block_layout", "block_mask"]
 
 
-def block_layout(
-    nv: tuple[int, int, int], block: int = WID
-) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+def block_layout(nv: tuple[int, int, int], block: int = WID) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """Block extent and block count per velocity axis.
 
     Args:
@@ -115,9 +113,9 @@ def _cell_mask(blocks: jax.Array, nv: tuple[int, int, int], block: int) -> jax.A
     extent, nblocks = block_layout(nv, block)
     nx, ny, nz = blocks.shape[:3]
     (ex, ey, ez), (bx, by, bz) = extent, nblocks
-    cells = jnp.broadcast_to(
-        blocks[:, :, :, :, None, :, None, :, None], (nx, ny, nz, bx, ex, by, ey, bz, ez)
-    ).reshape(nx, ny, nz, bx * ex, by * ey, bz * ez)
+    cells = jnp.broadcast_to(blocks[:, :, :, :, None, :, None, :, None], (nx, ny, nz, bx, ex, by, ey, bz, ez)).reshape(
+        nx, ny, nz, bx * ex, by * ey, bz * ez
+    )
     return cells[:, :, :, : nv[0], : nv[1], : nv[2]]
 
 

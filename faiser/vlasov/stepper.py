@@ -2,6 +2,11 @@
 
 ``Stepper.step(state) -> state`` is pure and jit-able; :meth:`Stepper.rollout` advances many steps
 with ``lax.scan`` and returns the global diagnostics at every output time.
+
+:class:`SteppingBackend` is the one protocol a run driver talks to: the single-domain
+:class:`Stepper`, the shard_map :class:`~faiser.parallel.domain.DomainStepper` and the MPI
+:class:`~faiser.parallel.mpi.MpiStepper` all implement it (placement of a global state, stepping,
+diagnostics, and the host copies used for output files), so the driver never asks which one it has.
 """
 
 from __future__ import annotations
@@ -9,13 +14,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from faiser.errors import ConfigError, TimeStepError
+from faiser.errors import ConfigError, NumericalError, TimeStepError
 from faiser.grid import PhaseSpaceGrid
 from faiser.vlasov import diagnostics as diag
 from faiser.vlasov.accelerate import MAX_ANGLE, accelerate, num_substeps
@@ -28,7 +35,125 @@ from faiser.vlasov.translate import cfl_number, translate
 CFL_LIMIT = 0.99
 
 
-class Stepper:
+@runtime_checkable
+class SteppingBackend(Protocol):
+    """What a run driver needs from a stepper, single-domain or decomposed.
+
+    States handed to :meth:`multi_step`, :meth:`diagnostics`, :meth:`probe` and the ``gather_*``
+    methods are the backend's own (global, sharded over devices, or one MPI rank's block);
+    :meth:`shard` / :meth:`scatter` turn a global state into one. The ``gather_*`` methods return
+    host (NumPy) copies of global arrays on the process that writes files and None elsewhere.
+    """
+
+    grid: PhaseSpaceGrid
+    species: tuple[Species, ...]
+    dt: float
+    local_grid: PhaseSpaceGrid  # the grid of the cells this process holds
+    num_devices: int
+    ordered_effects: bool  # collectives with ordered effects: jitted functions only, no AOT objects
+
+    def initialize(self, state: State) -> State: ...
+    def shard(self, state: State) -> State: ...
+    def scatter(self, state: State | None, like: State) -> State: ...
+    def multi_step(self, state: State, n_steps: int) -> State: ...
+    def compile(self, fn: Callable[[State], Any], state: State) -> Callable[[State], Any]: ...
+    def compile_chunk(self, state: State, n_steps: int) -> Callable[[State], State]: ...
+    def diagnostics(self, state: State) -> dict[str, jax.Array]: ...
+    def probe(self, probe: Callable, state: State) -> dict: ...
+    def gather_cells(self, tree): ...
+    def gather_state(self, state: State) -> State | None: ...
+    def gather_aux(self, state: State) -> dict | None: ...
+
+
+class SteppingDefaults:
+    """The parts of :class:`SteppingBackend` that a backend whose states are global arrays (one
+    device, or sharded over the devices of one process) shares: placement, compilation, host copies.
+    Subclasses provide ``grid``, :meth:`multi_step` and :meth:`diagnostics`."""
+
+    ordered_effects = False
+    num_devices = 1
+
+    @property
+    def local_grid(self) -> PhaseSpaceGrid:
+        return self.grid
+
+    def shard(self, state: State) -> State:
+        """``state`` placed for stepping (identity on one device)."""
+        return state
+
+    def scatter(self, state: State | None, like: State) -> State:
+        """A global host ``state`` (e.g. restored from a checkpoint) placed like ``like``."""
+        placed = jax.tree.map(lambda a, b: jax.device_put(np.asarray(a), getattr(b, "sharding", None)), state, like)
+        return self.shard(placed)
+
+    def compile(self, fn: Callable[[State], Any], state: State) -> Callable[[State], Any]:
+        """``fn`` jitted and compiled for ``state`` (the ahead-of-time compiled object)."""
+        return jax.jit(fn).lower(state).compile()
+
+    def compile_chunk(self, state: State, n_steps: int) -> Callable[[State], State]:
+        """A compiled ``state -> multi_step(state, n_steps)``."""
+        return self.compile(lambda s: self.multi_step(s, n_steps), state)
+
+    def probe(self, probe: Callable, state: State) -> dict:
+        """A case probe (a jit-able ``probe(state) -> dict``) of ``state``."""
+        return probe(state)
+
+    def gather_cells(self, tree):
+        """Per-cell arrays of ``tree`` as host arrays."""
+        return jax.device_get(tree)
+
+    def gather_state(self, state: State) -> State | None:
+        """The state as host arrays."""
+        return jax.device_get(state)
+
+    def gather_aux(self, state: State) -> dict | None:
+        """``state.aux`` as host arrays."""
+        return jax.device_get(state.aux)
+
+    def step(self, state: State) -> State:
+        """Advance ``state`` by one Strang step ``T(dt/2) A(dt) T(dt/2)`` (pure; jit-able; differentiable)."""
+        return self.multi_step(state, 1)
+
+    @partial(jax.jit, static_argnums=(0, 2))
+    def advance(self, state: State, n_steps: int) -> State:
+        """``n_steps`` steps in one compiled loop (:meth:`multi_step`)."""
+        return self.multi_step(state, n_steps)
+
+    def rollout(
+        self, state: State, n_outputs: int, every: int, check_finite: bool = True
+    ) -> tuple[State, dict[str, jax.Array]]:
+        """Advance ``n_outputs * every`` steps; diagnostics at t0 and after every ``every`` steps.
+
+        Returns the final state and a dict of arrays of length ``n_outputs + 1``. With
+        ``check_finite`` (default) a series that stopped being finite raises
+        :class:`~faiser.errors.NumericalError` naming the first bad step, as a run of
+        ``faiser simulate`` does; pass False to get the raw series (e.g. inside a caller's ``jit``).
+        """
+        final, series = self._rollout(state, n_outputs, every)
+        if check_finite:
+            bad = ~np.isfinite(np.asarray(jax.device_get(series["mass"]))) | ~np.isfinite(
+                np.asarray(jax.device_get(series["total_energy"]))
+            )
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise NumericalError(
+                    f"the state became non-finite by step {int(series['step'][i])} (t={float(series['time'][i]):g})"
+                )
+        return final, series
+
+    @partial(jax.jit, static_argnums=(0, 2, 3))
+    def _rollout(self, state: State, n_outputs: int, every: int) -> tuple[State, dict[str, jax.Array]]:
+        def body(s, _):
+            s = self.multi_step(s, every)
+            return s, self.diagnostics(s)
+
+        final, series = jax.lax.scan(body, state, None, length=n_outputs)
+        first = self.diagnostics(state)
+        series = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, series)
+        return final, series
+
+
+class Stepper(SteppingDefaults):
     """Reference Vlasov stepper for a grid, species and field model.
 
     Args:
@@ -129,10 +254,6 @@ class Stepper:
             state = state.replace(f=tuple(o[0] for o in out), mass_lost=state.mass_lost + removed)
         return state.replace(time=state.time + self.dt, step=state.step + 1)
 
-    def step(self, state: State) -> State:
-        """Advance ``state`` by one Strang step ``T(dt/2) A(dt) T(dt/2)`` (pure; jit-able; differentiable)."""
-        return self.multi_step(state, 1)
-
     def multi_step(self, state: State, n_steps: int) -> State:
         """``n_steps`` Strang steps with the inner half translations merged:
         ``T(dt/2) [A T(dt)]^(n-1) A T(dt/2)`` (the same scheme, one remap fewer per step).
@@ -159,28 +280,6 @@ class Stepper:
         out["step"] = state.step
         out["mass_lost"] = jnp.sum(state.mass_lost)
         return out
-
-    # ---- loops --------------------------------------------------------------------------
-    @partial(jax.jit, static_argnums=(0, 2))
-    def advance(self, state: State, n_steps: int) -> State:
-        """``n_steps`` steps in one compiled loop (:meth:`multi_step`)."""
-        return self.multi_step(state, n_steps)
-
-    @partial(jax.jit, static_argnums=(0, 2, 3))
-    def rollout(self, state: State, n_outputs: int, every: int) -> tuple[State, dict[str, jax.Array]]:
-        """Advance ``n_outputs * every`` steps; diagnostics at t0 and after every ``every`` steps.
-
-        Returns the final state and a dict of arrays of length ``n_outputs + 1``.
-        """
-
-        def body(s, _):
-            s = self.multi_step(s, every)
-            return s, self.diagnostics(s)
-
-        final, series = jax.lax.scan(body, state, None, length=n_outputs)
-        first = self.diagnostics(state)
-        series = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, series)
-        return final, series
 
 
 def _block_grid(grid: PhaseSpaceGrid, nx: tuple[int, ...]) -> PhaseSpaceGrid:

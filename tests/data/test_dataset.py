@@ -15,7 +15,8 @@ from faiser.cli import main
 from faiser.data.dataset import DatasetWriter, open_dataset
 from faiser.errors import DatasetError
 from faiser.grid import PhaseSpaceGrid
-from faiser.simulation import output_plan, simulate
+from faiser.run.outputs import output_plan
+from faiser.run.simulate import simulate
 from faiser.vlasov.state import ELECTRON, PROTON
 
 LANDAU = {"t_end": 2.0, "nx": 16, "nv": 64}

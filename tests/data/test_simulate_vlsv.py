@@ -7,7 +7,8 @@ import pytest
 
 from faiser.cli import main
 from faiser.data.vlsv import open_vlsv
-from faiser.simulation import output_plan, simulate
+from faiser.run.outputs import output_plan
+from faiser.run.simulate import simulate
 
 
 def test_vlsv_files_hold_the_state_in_si(tmp_path):

@@ -12,11 +12,11 @@ import jax
 import numpy as np
 import pytest
 
+from faiser.cases import build_case
 from faiser.cli import main
 from faiser.errors import DistributedError
 from faiser.parallel.domain import DomainStepper, check_blocks, choose_blocks
-from faiser.simulation import resolve_config
-from faiser.vlasov.cases import build_case
+from faiser.run.simulate import resolve_config
 
 pytestmark = pytest.mark.skipif(len(jax.devices()) < 4, reason="needs 4 (fake) devices")
 

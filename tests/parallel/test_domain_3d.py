@@ -21,7 +21,7 @@ from faiser.grid import PhaseSpaceGrid
 from faiser.parallel import domain
 from faiser.parallel.domain import DomainStepper
 from faiser.vlasov import distributions as dist
-from faiser.vlasov.hybrid_cases import ALPHA
+from faiser.cases.hybrid import ALPHA
 from faiser.vlasov.hybrid_fields import FieldInflow, HybridFields, face_field
 from faiser.vlasov.state import PROTON, State
 from faiser.vlasov.stepper import Stepper

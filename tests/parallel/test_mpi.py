@@ -210,7 +210,7 @@ BLOCK_SCRIPT = """
 from mpi4py import MPI
 import jax
 jax.config.update("jax_enable_x64", True)
-from faiser.simulation import simulate
+from faiser.run.simulate import simulate
 
 res = simulate("landau", {"nx": 16, "nv": 32, "t_end": 0.5, "dtype": "float64"}, progress=False, distributed="mpi")
 print(f"rank={MPI.COMM_WORLD.Get_rank()} f={tuple(res.state.f[0].shape)} E={tuple(res.state.E.shape)} "
@@ -238,8 +238,8 @@ import jax
 from jax.experimental import multihost_utils
 
 from faiser.parallel.domain import DomainStepper
-from faiser.simulation import resolve_config
-from faiser.vlasov.cases import build_case
+from faiser.run.simulate import resolve_config
+from faiser.cases import build_case
 
 jax.config.update("jax_enable_x64", True)
 built = build_case("landau", resolve_config("landau", {"nx": 16, "nv": 16, "dtype": "float64"}))

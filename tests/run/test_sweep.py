@@ -10,7 +10,7 @@ from faiser.data.dataset import open_dataset
 from faiser.errors import ConfigError
 from faiser.run.sweep import load_sweep, run_name, run_sweep, sweep_runs
 
-SWEEPS = Path(__file__).resolve().parents[1] / "experiments" / "sweeps"
+SWEEPS = Path(__file__).resolve().parents[2] / "experiments" / "sweeps"
 
 
 def test_run_names_are_deterministic_and_sorted():

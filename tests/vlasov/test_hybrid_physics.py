@@ -10,14 +10,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from faiser.cases import build_case
+from faiser.cases.hybrid import ShockConfig
 from faiser.errors import ConfigError
 from faiser.grid import PhaseSpaceGrid
-from faiser.simulation import simulate
+from faiser.run.simulate import simulate
 from faiser.vlasov import distributions as dist
 from faiser.vlasov import hybrid_diagnostics as hd
-from faiser.vlasov.cases import build_case
-from faiser.vlasov.hybrid_cases import ShockConfig, cold_parallel_frequency
 from faiser.vlasov.hybrid_fields import HybridFields, face_field
+from faiser.vlasov.linear_theory import cold_parallel_frequency
 from faiser.vlasov.state import PROTON, State
 from faiser.vlasov.stepper import Stepper
 
@@ -187,7 +188,7 @@ def test_shocktest_states_satisfy_rankine_hugoniot():
 
 @pytest.mark.slow
 def test_shock_stands_with_rankine_hugoniot_jump_and_mass_flux(tmp_path):
-    from faiser.hybrid_plots import shock_summary
+    from faiser.cases.plots import shock_summary
 
     # the default Shocktest (dx = 2e5 m as Vlasiator's, 24^3 velocity cells) to t = 60 / Omega_i;
     # averages over t = 30..60, at more than 20 d_i from the (cyclically reforming) shock

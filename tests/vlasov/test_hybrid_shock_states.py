@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from faiser.errors import ConfigError
-from faiser.simulation import resolve_config
+from faiser.run.simulate import resolve_config
 
 
 @pytest.mark.parametrize("s", [0.8, 1.0, 1.3])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from faiser.grid import PhaseSpaceGrid
-from faiser.simulation import simulate
+from faiser.run.simulate import simulate
 from faiser.vlasov import distributions as dist
 from faiser.vlasov.accelerate import rotation_matrix
 from faiser.vlasov.fields import ElectrostaticFields

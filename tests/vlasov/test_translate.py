@@ -14,9 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from faiser.cases import build_case
+from faiser.cases.electrostatic import FreeStreamingConfig, analytic_free_streaming
 from faiser.errors import TimeStepError
 from faiser.grid import PhaseSpaceGrid
-from faiser.vlasov.cases import FreeStreamingConfig, analytic_free_streaming, build_case
 from faiser.vlasov.fields import PrescribedFields
 from faiser.vlasov.state import ELECTRON, State
 from faiser.vlasov.stepper import Stepper

@@ -15,13 +15,14 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
+from faiser.cases.base import Case, CommonConfig, jax_dtype
 from faiser.errors import ConfigError
 from faiser.grid import PhaseSpaceGrid
 from faiser.units import BOLTZMANN, MU_0, PROTON_MASS, HybridUnits
 from faiser.vlasov import distributions as dist
 from faiser.vlasov import hybrid_diagnostics as hd
-from faiser.vlasov.cases import CASES, Case, CommonConfig, _dtype, _effective_dt, _steps
 from faiser.vlasov.hybrid_fields import FieldInflow, HybridFields, face_field, hybrid_species_check
+from faiser.vlasov.linear_theory import cold_parallel_frequency
 from faiser.vlasov.state import PROTON, Species, State
 from faiser.vlasov.stepper import Stepper
 
@@ -82,24 +83,13 @@ class AlfvenConfig(HybridConfig):
         return cold_parallel_frequency(self.k, self.branch if self.branch != "both" else "ion_cyclotron")
 
 
-def cold_parallel_frequency(k: float, branch: str) -> float:
-    """Roots of ``w^2 + k^2 w - k^2 = 0`` (cold ions, massless electrons; ``b ~ exp(i(kx - wt))``):
-    ion-cyclotron ``w > 0`` and whistler ``w < 0`` (it moves towards -x)."""
-    disc = math.sqrt(k**4 + 4 * k**2)
-    if branch == "ion_cyclotron":
-        return 0.5 * (-(k**2) + disc)
-    if branch == "whistler":
-        return 0.5 * (-(k**2) - disc)
-    raise ConfigError(f"branch must be ion_cyclotron, whistler or both, got {branch!r}")
-
-
 def _build_hybrid(name, cfg, grid, species, fs, model, units, n_steps, inflow=None, **case_kw) -> Case:
     hybrid_species_check(tuple(species))
-    dtype = _dtype(cfg)
+    dtype = jax_dtype(cfg)
     fs = tuple(jnp.asarray(f, dtype) for f in fs)
     for f in fs:
         dist.validate_distribution(f, grid)
-    dt = _effective_dt(cfg)
+    dt = cfg.effective_dt
     stepper = Stepper(
         grid, tuple(species), model, dt, scheme=cfg.scheme, limiter=cfg.limiter, f_min=cfg.f_min, inflow=inflow
     )
@@ -116,7 +106,7 @@ def build_alfven(cfg: AlfvenConfig) -> Case:
     omega = cfg.omega()
     if cfg.t_end == 0:
         cfg = dataclasses.replace(cfg, t_end=2 * math.pi / abs(omega))
-    n_steps = _steps(cfg)
+    n_steps = cfg.n_steps
     L = 2 * math.pi / cfg.k
     grid = PhaseSpaceGrid.make_1d3v(cfg.nx, L, cfg.nv, cfg.vmax)
     x = grid.x_centers(0)
@@ -130,7 +120,7 @@ def build_alfven(cfg: AlfvenConfig) -> Case:
         c = -cfg.k * A / omega
         u = np.stack([np.zeros_like(x), c * np.cos(cfg.k * x), c * np.sin(cfg.k * x)], -1)
     V = u.reshape(cfg.nx, 1, 1, 3)
-    dtype = _dtype(cfg)
+    dtype = jax_dtype(cfg)
     n_a = cfg.alpha_density
     species, fs = [PROTON], [dist.maxwellian(grid, 1.0 - 2 * n_a, V, cfg.vth**2, dtype=dtype)]
     if n_a > 0:
@@ -238,7 +228,7 @@ def build_shock(cfg: ShockConfig) -> Case:
     Bc = pick("B")
     if abs(L["B"][0] - R["B"][0]) > 1e-9 * max(1.0, abs(L["B"][0])):
         raise ConfigError("the normal field B_x must be equal on both sides (div B = 0)")
-    dtype = _dtype(cfg)
+    dtype = jax_dtype(cfg)
     f = dist.maxwellian(grid, n.reshape(-1, 1, 1), V.reshape(-1, 1, 1, 3), T.reshape(-1, 1, 1), dtype=dtype)
     Bf = np.zeros((cfg.nx, 1, 1, 3))
     Bf[:, 0, 0, :] = Bc
@@ -250,7 +240,7 @@ def build_shock(cfg: ShockConfig) -> Case:
         **cfg.field_kwargs(),
     )
     ghost = jnp.asarray(f[0:1], dtype)
-    n_steps = _steps(cfg)
+    n_steps = cfg.n_steps
     probe = hd.make_probe(grid, model, (PROTON,), shock=True)
     return _build_hybrid(
         "shock", cfg, grid, [PROTON], [f], model, cfg.units(), n_steps, inflow=[{(0, 0): ghost}],
@@ -356,22 +346,22 @@ def build_khi(cfg: KhiConfig) -> Case:
     V = np.zeros((*n.shape, 3))
     V[..., 1] = V0 * s
     V[..., 0] = cfg.seed * V0 * np.sin(2 * math.pi * y / p["Ly"]) * np.exp(-((x / a) ** 2))
-    dtype = _dtype(cfg)
+    dtype = jax_dtype(cfg)
     f = dist.maxwellian(grid, n[..., None], V[:, :, None, :], T[..., None], dtype=dtype)
     Bf = face_field(grid, p["B"])
     bmag = float(np.linalg.norm(p["B"]))
     model = HybridFields(Bf, b_max=1.5 * max(bmag, 1e-3), **cfg.field_kwargs())
     probe = hd.make_probe(grid, model, (PROTON,), mode_axis=1, mode_k=1, khi=True)
     return _build_hybrid(
-        "khi", cfg, grid, [PROTON], [f], model, cfg.units(), _steps(cfg), probe=probe, extra_outputs=_plots("khi")
+        "khi", cfg, grid, [PROTON], [f], model, cfg.units(), cfg.n_steps, probe=probe, extra_outputs=_plots("khi")
     )
 
 
 def _plots(kind: str):
     def hook(case, records, snapshots, out_dir):
-        from faiser import hybrid_plots
+        from faiser.cases import plots
 
-        return hybrid_plots.write_case_plots(kind, case, records, snapshots, out_dir)
+        return plots.write_case_plots(kind, case, records, snapshots, out_dir)
 
     return hook
 
@@ -384,9 +374,7 @@ def hybrid_gyration_fields(B: Vec3, E: Vec3) -> HybridFields:
     return HybridFields(Bf, evolve=False, E_external=tuple(float(e) for e in E), b_max=float(np.linalg.norm(B)))
 
 
-CASES.update(alfven=(AlfvenConfig, build_alfven), shock=(ShockConfig, build_shock), khi=(KhiConfig, build_khi))
-
 __all__ = [
     "AlfvenConfig", "ShockConfig", "KhiConfig", "build_alfven", "build_shock", "build_khi",
-    "cold_parallel_frequency", "hybrid_gyration_fields",
+    "hybrid_gyration_fields",
 ]  # fmt: skip

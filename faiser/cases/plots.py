@@ -164,7 +164,7 @@ def _plot_khi(case, snapshots, summary, out_dir: Path) -> None:
         a.set_xlabel("y / d_i")
         a.set_ylabel("x / d_i")
         fig.colorbar(im, ax=a, shrink=0.8)
-    for a in axes[len(idx):]:
+    for a in axes[len(idx) :]:
         a.set_axis_off()
     fig.savefig(out_dir / "khi_density.png", dpi=110)
     fig = _figure(figsize=(6, 4))

@@ -1,0 +1,100 @@
+"""What every case shares: the common config keys and the built :class:`Case`.
+
+A case config is a frozen dataclass whose fields are the ``--set`` keys of ``faiser simulate``;
+the time-stepping keys resolve to :attr:`CommonConfig.n_steps` and
+:attr:`CommonConfig.effective_dt`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import jax.numpy as jnp
+
+from faiser.errors import ConfigError
+from faiser.grid import PhaseSpaceGrid
+from faiser.units import ElectrostaticUnits, HybridUnits
+from faiser.vlasov.state import State
+from faiser.vlasov.stepper import Stepper
+
+Vec3 = tuple[float, float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class CommonConfig:
+    """Keys every case has: time stepping, numerics, precision and output thinning."""
+
+    dt: float = 0.1
+    t_end: float = 40.0
+    scheme: str = "ppm"
+    limiter: str = "ep"
+    f_min: float = 0.0
+    dtype: str = "float32"
+    diag_every: int = 1
+    vdf_stride: int = 1  # --vlsv-every output: VDFs of every vdf_stride-th cell (moments of all)
+
+    @property
+    def n_steps(self) -> int:
+        """Number of steps to ``t_end`` (``ceil(t_end / dt)``, 0 for ``t_end == 0``); checks the
+        time-stepping keys and raises :class:`ConfigError` on bad values."""
+        if not (self.dt > 0):
+            raise ConfigError(f"dt must be positive, got {self.dt}")
+        if not (self.t_end >= 0):
+            raise ConfigError(f"t_end must be >= 0, got {self.t_end}")
+        if self.diag_every < 1:
+            raise ConfigError("diag_every must be >= 1")
+        if self.vdf_stride < 1:
+            raise ConfigError("vdf_stride must be >= 1")
+        return max(1, math.ceil(self.t_end / self.dt - 1e-9)) if self.t_end > 0 else 0
+
+    @property
+    def effective_dt(self) -> float:
+        """The step the run uses: the largest ``dt' <= dt`` that ends exactly at ``t_end``."""
+        n = self.n_steps
+        return self.t_end / n if n else self.dt
+
+    @property
+    def dt_shortened(self) -> bool:
+        """Whether :attr:`effective_dt` is shorter than the requested ``dt`` (beyond rounding)."""
+        return self.effective_dt < self.dt * (1 - 1e-12)
+
+
+@dataclasses.dataclass
+class Case:
+    """A built case: stepper, initial state (fields initialized), step count and units."""
+
+    name: str
+    config: CommonConfig
+    stepper: Stepper
+    state: State
+    n_steps: int
+    units: ElectrostaticUnits | HybridUnits
+    main_diagnostic: str
+    # optional jit-able probe(state) -> dict called by simulate at every output (scalars join the
+    # time series, arrays are kept as snapshots) and extra_outputs(case, records, snapshots, out_dir)
+    # called once at the end to write case-specific plots
+    probe: Callable | None = None
+    extra_outputs: Callable | None = None
+
+    @property
+    def grid(self) -> PhaseSpaceGrid:
+        return self.stepper.grid
+
+
+def jax_dtype(cfg: CommonConfig):
+    """The array dtype of ``cfg.dtype`` (float64 switches on jax's x64 mode)."""
+    if cfg.dtype not in ("float32", "float64"):
+        raise ConfigError(f"dtype must be float32 or float64, got {cfg.dtype!r}")
+    if cfg.dtype == "float64":
+        import jax
+
+        if not jax.config.read("jax_enable_x64"):
+            jax.config.update("jax_enable_x64", True)
+    return jnp.dtype(cfg.dtype)
+
+
+def single_species_stepper(cfg: CommonConfig, grid: PhaseSpaceGrid, species, fields) -> Stepper:
+    """The stepper of a one-species case: ``cfg.effective_dt`` and the config's numerics."""
+    return Stepper(grid, (species,), fields, cfg.effective_dt, scheme=cfg.scheme, limiter=cfg.limiter, f_min=cfg.f_min)
