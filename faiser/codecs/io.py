@@ -10,7 +10,7 @@ so both inputs take the same path and a codec trained on simulation data applies
 decoded VDFs as sparse blocks, per population ``vg_rho`` and ``vg_v`` computed from them, and the
 stored B and E.
 
-``load_vdfs`` gathers training VDFs from datasets and VLSV files for ``faiser train-codec``.
+``load_vdfs`` gathers training VDFs from datasets, sweep roots and VLSV files for ``faiser train-codec``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from faiser.codecs.container import Section, Stream, read_file, write_file
 from faiser.codecs.moments import moments
 from faiser.codecs.reference import nonzero_blocks, sparse_nbytes
 from faiser.codecs.registry import codec_class, get_codec
+from faiser.data.sources import VlsvSource, ZarrSource, is_dataset, resolve_runs
 from faiser.data.sparse_blocks import SparseBlocks, VelocityMesh
 from faiser.errors import CodecError, CompressedFileError, DataError
 
@@ -36,16 +37,12 @@ FIELD_VARIABLES = ("vg_b_vol", "vg_e_vol")
 _CHUNK_BYTES = 1 << 28
 
 
-def _is_dataset(path: Path) -> bool:
-    return path.is_dir() and ((path / "zarr.json").exists() or (path / "snapshots" / "zarr.json").exists())
-
-
 def as_vlsv(path: str | os.PathLike, tmpdir: str, snapshot: int = -1) -> Path:
     """``path`` itself if it is a file, else snapshot ``snapshot`` of a dataset written as SI VLSV."""
     p = Path(path)
     if p.is_file():
         return p
-    if not _is_dataset(p):
+    if not is_dataset(p):
         raise DataError(f"{p}: neither a VLSV file nor a faiser dataset")
     from faiser.data.dataset import open_dataset
     from faiser.data.vlsv import write_snapshot
@@ -120,23 +117,40 @@ def compress_file(
                     sections.append(sec)
                     n_vdfs += len(ids)
             header = {
-                "codec": codec.name, "settings": codec.settings_json, "model_id": codec.model_id(),
-                "input": {"path": str(Path(src)), "spatial": sp.to_json(), "time": vf.time, "timestep": vf.timestep,
-                          "populations": pops},
+                "codec": codec.name,
+                "settings": codec.settings_json,
+                "model_id": codec.model_id(),
+                "input": {
+                    "path": str(Path(src)),
+                    "spatial": sp.to_json(),
+                    "time": vf.time,
+                    "timestep": vf.timestep,
+                    "populations": pops,
+                },
             }
     if n_vdfs == 0:
-        raise DataError(f"{src}: no VDFs to compress (no population stores velocity blocks; 1V/2V species "
-                        "are written as moments only)")
+        raise DataError(
+            f"{src}: no VDFs to compress (no population stores velocity blocks; 1V/2V species "
+            "are written as moments only)"
+        )
     counts = write_file(out, header, sections)
     model = codec.model_bytes()
     return {
-        "file": str(out), "codec": codec.name, "settings": codec.settings_json, "n_vdfs": n_vdfs,
-        "file_bytes": counts["total"], "payload_bytes": counts["payload"], "side_bytes": counts["side"],
-        "header_bytes": counts["header"], "model_bytes": model, "raw_float32_bytes": raw,
+        "file": str(out),
+        "codec": codec.name,
+        "settings": codec.settings_json,
+        "n_vdfs": n_vdfs,
+        "file_bytes": counts["total"],
+        "payload_bytes": counts["payload"],
+        "side_bytes": counts["side"],
+        "header_bytes": counts["header"],
+        "model_bytes": model,
+        "raw_float32_bytes": raw,
         "sparse_float32_bytes": sparse_ref,
         "ratio_vs_sparse": sparse_ref / counts["total"] if counts["total"] else None,
         "ratio_vs_sparse_with_model": sparse_ref / (counts["total"] + model) if counts["total"] else None,
-        "encode_s": t_enc, "wall_s": time.perf_counter() - t0,
+        "encode_s": t_enc,
+        "wall_s": time.perf_counter() - t0,
     }
 
 
@@ -214,9 +228,17 @@ def decompress_file(
     pops = {}
     for pop, parts in per_pop.items():
         ids = np.concatenate([p[0] for p in parts])
-        sb = parts[0][1] if len(parts) == 1 else SparseBlocks(
-            meshes[pop], ids, np.concatenate([p[1].blocks_per_cell for p in parts]),
-            np.concatenate([p[1].block_ids for p in parts]), np.concatenate([p[1].values for p in parts]))
+        sb = (
+            parts[0][1]
+            if len(parts) == 1
+            else SparseBlocks(
+                meshes[pop],
+                ids,
+                np.concatenate([p[1].blocks_per_cell for p in parts]),
+                np.concatenate([p[1].block_ids for p in parts]),
+                np.concatenate([p[1].values for p in parts]),
+            )
+        )
         pops[pop] = Population(meshes[pop], sb)
         m = np.concatenate([p[2] for p in parts])
         pos = np.searchsorted(cells, ids)
@@ -234,8 +256,13 @@ def decompress_file(
         raise CompressedFileError(f"{path}: header lacks the spatial mesh ({e})") from None
     params = {k: inp[k] for k in ("time", "timestep") if inp.get(k) is not None}
     write_vlsv(out, spatial=spatial, cellids=cells, populations=pops, variables=variables, parameters=params)
-    return {"file": str(out), "codec": codec.name, "n_vdfs": n_vdfs, "decode_s": t_dec,
-            "wall_s": time.perf_counter() - t0}
+    return {
+        "file": str(out),
+        "codec": codec.name,
+        "n_vdfs": n_vdfs,
+        "decode_s": t_dec,
+        "wall_s": time.perf_counter() - t0,
+    }
 
 
 def load_vdfs(
@@ -245,44 +272,35 @@ def load_vdfs(
     seed: int = 0,
     population: str | None = None,
 ) -> tuple[np.ndarray, VelocityMesh]:
-    """Training VDFs ``(N, nvx, nvy, nvz)`` float32 and their mesh from datasets and VLSV files.
+    """Training VDFs ``(N, nvx, nvy, nvz)`` float32 and their mesh from datasets, sweep roots and VLSV files.
 
-    Datasets give every cell of every snapshot (normalized units; codecs that learn work on
-    dimensionless thermal windows, so units do not matter); VLSV files every cell with a VDF. All
-    inputs must share one velocity mesh. ``max_vdfs`` draws a seeded random subset.
+    The paths are resolved into runs by :func:`faiser.data.sources.resolve_runs` and each run is read
+    through its :class:`~faiser.data.sources.Source`. Datasets give every cell of every snapshot
+    (normalized units; codecs that learn work on dimensionless thermal windows, so units do not
+    matter); VLSV files every cell with a VDF. ``population`` names the species (default: each
+    run's first). All inputs must share one velocity mesh. ``max_vdfs`` draws a seeded random subset.
     """
-    from faiser.data.dataset import open_dataset
     from faiser.data.vlsv_reader import open_vlsv
 
     chunks, mesh = [], None
-    for p in map(Path, paths):
-        if _is_dataset(p):
-            ds = open_dataset(p)
-            names = [s.name for s in ds.species]
-            sp = population or names[0]
-            if sp not in names:
-                raise DataError(f"{p}: no species {sp!r} (species: {names})")
-            g = ds.grid
-            m = VelocityMesh(g.nv, g.v_min, g.v_max)
-            f = ds.f(sp, time=slice(None))
-            f = np.asarray(f, dtype=np.float32).reshape(-1, *g.nv)
-        elif p.is_file():
+    for p in resolve_runs(paths):
+        if is_dataset(p):
+            src = ZarrSource(p, species=population, cache_bytes=0)
+        else:
             with open_vlsv(p) as vf:
                 pops = vf.populations
-                sp = population or (pops[0] if pops else None)
-                if sp not in pops:
-                    raise DataError(f"{p}: no population {sp!r} (populations: {pops})")
-                m = vf.velocity_mesh(sp)
-                f = vf.read_vdf(sp, dtype=np.float32)
-        else:
-            raise DataError(f"{p}: neither a VLSV file nor a faiser dataset")
+            if not pops:
+                raise DataError(f"{p}: the file holds no population")
+            src = VlsvSource(p, population=population or pops[0], cache_bytes=0)
+        space = src.vdf_index(src.species[0])
+        m = src.mesh
         if min(m.nv) < 4:
             raise DataError(f"{p}: codecs learn from 3V VDFs; this velocity mesh is {tuple(m.nv)}")
         if mesh is None:
             mesh = m
-        elif tuple(m.nv) != tuple(mesh.nv) or not np.allclose(m.vmin, mesh.vmin) or not np.allclose(m.vmax, mesh.vmax):
+        elif not m.same_as(mesh):
             raise DataError(f"{p}: velocity mesh {m.to_json()} differs from the first input's {mesh.to_json()}")
-        chunks.append(f)
+        chunks.append(np.asarray(src.read_vdfs(space, np.arange(space.size)), dtype=np.float32))
     if not chunks:
         raise DataError("no training data given")
     f = np.concatenate(chunks)

@@ -9,8 +9,9 @@ Conventions (unit mass, the units of ``f`` and of the mesh): for VDFs ``f`` of s
   for pascals).
 
 They are packed as ``(N, 10)`` rows ``[n, Vx, Vy, Vz, Pxx, Pyy, Pzz, Pxy, Pxz, Pyz]``
-(:data:`MOMENT_NAMES`). All sums are accumulated in float64 from marginals, so a moment costs
-about one pass over ``f``.
+(:data:`MOMENT_NAMES`). The moments are those of :func:`faiser.vlasov.diagnostics.velocity_moments`
+(the one definition), accumulated in float64 from the velocity marginals; the Maxwellian is
+:func:`faiser.vlasov.distributions.anisotropic_maxwellian` (the one Gaussian builder).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from faiser.data.sparse_blocks import VelocityMesh
+from faiser.vlasov.diagnostics import velocity_moments
+from faiser.vlasov.distributions import anisotropic_maxwellian
 
 MOMENT_NAMES = ("n", "Vx", "Vy", "Vz", "Pxx", "Pyy", "Pzz", "Pxy", "Pxz", "Pyz")
 PAIRS = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
@@ -31,30 +34,13 @@ def moments(f: np.ndarray, mesh: VelocityMesh) -> np.ndarray:
     f = np.asarray(f)
     if f.ndim == 3:
         f = f[None]
-    fxy = f.sum(axis=3, dtype=np.float64)
-    fxz = f.sum(axis=2, dtype=np.float64)
-    fx = fxy.sum(axis=2)
-    fy = fxy.sum(axis=1)
-    fz = fxz.sum(axis=1)
-    v = [mesh.v_centers(a) for a in range(3)]
-    m0 = fx.sum(axis=1)
-    safe = np.where(m0 > 0, m0, 1.0)
-    marg = (fx, fy, fz)
-    V = np.stack([np.where(m0 > 0, marg[a] @ v[a] / safe, 0.0) for a in range(3)], axis=1)
-    sec = np.empty((f.shape[0], 6))
-    sec[:, 0] = fx @ (v[0] ** 2)
-    sec[:, 1] = fy @ (v[1] ** 2)
-    sec[:, 2] = fz @ (v[2] ** 2)
-    sec[:, 3] = np.einsum("nij,i,j->n", fxy, v[0], v[1])
-    sec[:, 4] = np.einsum("nik,i,k->n", fxz, v[0], v[2])
-    sec[:, 5] = np.einsum("nij,i,j->n", f.sum(axis=1, dtype=np.float64), v[1], v[2])
+    m = velocity_moments(f, [mesh.v_centers(a) for a in range(3)], mesh.dv3, dtype=np.float64)
     out = np.empty((f.shape[0], 10))
-    dv3 = mesh.dv3
-    out[:, 0] = m0 * dv3
-    out[:, 1:4] = V
+    out[:, 0] = m["density"]
+    out[:, 1:4] = m["bulk_velocity"]
     for k, (a, b) in enumerate(PAIRS):
-        out[:, 4 + k] = (sec[:, k] - m0 * V[:, a] * V[:, b]) * dv3
-    out[m0 <= 0, 4:] = 0.0
+        out[:, 4 + k] = m["pressure"][:, a, b]
+    out[out[:, 0] <= 0, 4:] = 0.0
     return out
 
 
@@ -80,29 +66,18 @@ def maxwellian(m: np.ndarray, mesh: VelocityMesh, dtype=np.float32) -> np.ndarra
 
     ``f = n / ((2 pi)^(3/2) sqrt(det T)) exp(-(v - V)^T T^-1 (v - V) / 2)`` with the temperature
     tensor ``T = P / n`` (velocity squared), regularized by a twelfth of the cell width squared so
-    a cold axis still covers a cell. The discrete moments differ slightly from ``m``; moment
-    restoration (:func:`faiser.codecs.restoration.restore_moments`) makes them exact.
+    a cold axis still covers a cell (:func:`faiser.vlasov.distributions.anisotropic_maxwellian`).
+    The discrete moments differ slightly from ``m``; moment restoration
+    (:func:`faiser.codecs.restoration.restore_moments`) makes them exact.
     """
     m = np.asarray(m, dtype=np.float64).reshape(-1, 10)
-    N = m.shape[0]
     n = m[:, 0]
     safe = np.where(n > 0, n, 1.0)
     T = pressure_matrix(m) / safe[:, None, None] + np.diag(np.asarray(mesh.dv) ** 2 / 12.0)[None]
-    Tinv = np.linalg.inv(T)
-    norm = n / ((2 * np.pi) ** 1.5 * np.sqrt(np.linalg.det(T)))
-    out = np.empty((N, *mesh.nv), dtype=dtype)
     v = [mesh.v_centers(a) for a in range(3)]
-    for i in range(N):
-        d = [v[a] - m[i, 1 + a] for a in range(3)]
-        q = (
-            Tinv[i, 0, 0] * d[0][:, None, None] ** 2
-            + Tinv[i, 1, 1] * d[1][None, :, None] ** 2
-            + Tinv[i, 2, 2] * d[2][None, None, :] ** 2
-            + 2 * Tinv[i, 0, 1] * d[0][:, None, None] * d[1][None, :, None]
-            + 2 * Tinv[i, 0, 2] * d[0][:, None, None] * d[2][None, None, :]
-            + 2 * Tinv[i, 1, 2] * d[1][None, :, None] * d[2][None, None, :]
-        )
-        out[i] = norm[i] * np.exp(-0.5 * q) if n[i] > 0 else 0.0
+    out = np.empty((m.shape[0], *mesh.nv), dtype=dtype)
+    for i in range(m.shape[0]):  # one VDF at a time: float64 temporaries of one VDF only
+        out[i] = anisotropic_maxwellian(n[i], m[i, 1:4], T[i], v) if n[i] > 0 else 0.0
     return out
 
 

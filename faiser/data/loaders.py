@@ -25,7 +25,7 @@ Typical use::
 
     src = ZarrSource(["runs/a", "runs/b"])                      # or a sweep root, or VLSV files
     stats = fit_normalization(src, center=True, seed=0)         # once; stats.save(model_dir)
-    loader = VdfLoader(src, batch_size=256, stats=stats, mesh=make_mesh(), seed=0)
+    loader = VdfLoader(src, batch_size=256, stats=stats, mesh=make_mesh(), seed=0)  # faiser.parallel.mesh
     for epoch in range(10):
         for batch in loader:                                     # dict of sharded jax.Arrays
             state = train_step(state, batch["f"], batch["mask"])
@@ -70,22 +70,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from faiser.data.normalization import NormStats, normalize, same_mesh, vdf_moments
+from faiser.data.normalization import NormStats, normalize, vdf_moments
 from faiser.data.sources import SampleSpace, Source, open_source
 from faiser.errors import ConfigError, DataError
 
-__all__ = ["CONDITIONING", "Loader", "LoaderIterator", "PatchLoader", "VdfLoader", "WindowLoader", "make_mesh"]
+__all__ = ["CONDITIONING", "Loader", "LoaderIterator", "PatchLoader", "VdfLoader", "WindowLoader"]
 
 CONDITIONING = ("time", "position", "density", "bulk_velocity", "temperature")
 SHUFFLE_MODES = ("global", "chunks")
 WRAP_MODES = ("auto", "periodic", "valid")
 _MOMENTS = ("density", "bulk_velocity", "temperature")
-
-
-def make_mesh(n: int | None = None):
-    """A 1D device mesh ``("data",)`` over ``n`` devices (default: all), for the ``mesh`` argument."""
-    n = jax.device_count() if n is None else int(n)
-    return jax.make_mesh((n,), ("data",))
 
 
 class Loader:
@@ -101,7 +95,8 @@ class Loader:
       conditioning: extra entries among :data:`CONDITIONING`.
       prefetch: batches built ahead in a background thread (0: built on demand in the caller).
       process_index, process_count: this process's share (default from JAX).
-      mesh: a ``jax.sharding.Mesh`` with a ``data`` axis to shard batches over.
+      mesh: a ``jax.sharding.Mesh`` with a ``data`` axis to shard batches over
+        (:func:`faiser.parallel.mesh.make_mesh`).
       to_device: without a mesh, put batches on the default device (True) or keep numpy (False).
       cache_bytes, read_workers: chunk cache bound and concurrent chunk decodes of a source opened from
         paths (see :class:`~faiser.data.sources.ZarrSource`).
@@ -150,7 +145,7 @@ class Loader:
         self.prefetch = int(prefetch)
         if isinstance(stats, str | Path):
             stats = NormStats.load(stats)
-        if stats is not None and not same_mesh(stats.mesh, self.source.mesh):
+        if stats is not None and not stats.mesh.same_as(self.source.mesh):
             raise DataError(f"normalization statistics fitted on {stats.mesh}, but the source has {self.source.mesh}")
         self.stats = stats
         self.process_index = jax.process_index() if process_index is None else int(process_index)

@@ -35,10 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faiser import __version__
+from faiser._version import __version__
 from faiser.atomic import atomic_write_text
 from faiser.data.sparse_blocks import VelocityMesh
 from faiser.errors import ConfigError, DataError
+from faiser.vlasov.diagnostics import velocity_moments
 
 if TYPE_CHECKING:
     from faiser.data.sources import Source
@@ -51,7 +52,6 @@ __all__ = [
     "denormalize",
     "fit_normalization",
     "normalize",
-    "same_mesh",
     "shift_vdf",
     "vdf_moments",
 ]
@@ -59,13 +59,6 @@ __all__ = [
 NORM_FILE = "normalization.json"
 SCALES = ("max", "density", "none")
 _FLOOR_TOL = 1e-4  # relative: denormalize treats x <= floor * (1 + _FLOOR_TOL) as "at the floor"
-
-
-def same_mesh(a: VelocityMesh, b: VelocityMesh, rtol: float = 1e-6) -> bool:
-    """Same cells per axis and (to ``rtol`` of the widest axis) the same velocity box."""
-    width = max(hi - lo for lo, hi in zip(a.vmin, a.vmax))
-    ends = lambda m: np.asarray(m.vmin + m.vmax)  # noqa: E731
-    return tuple(a.nv) == tuple(b.nv) and bool(np.allclose(ends(a), ends(b), rtol=0, atol=rtol * width))
 
 
 def _resolved(mesh: VelocityMesh) -> tuple[int, ...]:
@@ -90,29 +83,15 @@ def vdf_moments(f, mesh: VelocityMesh) -> dict[str, Any]:
 
     Returns:
       ``{"density": (...), "bulk_velocity": (..., 3), "temperature": (...)}`` in the units of ``f``
-      and ``mesh``: density ``sum f dv^3``, bulk velocity ``sum v f dv^3 / n``, temperature
-      ``sum |v - V|^2 f dv^3 / (d n)`` over the ``d`` resolved velocity axes (unit mass, so in
-      velocity squared). Zero-density VDFs get zero velocity and temperature.
+      and ``mesh``, from :func:`faiser.vlasov.diagnostics.velocity_moments` (unit mass, so the
+      temperature is in velocity squared and averages over the resolved velocity axes), in ``f``'s
+      dtype (at least float32). Zero-density VDFs get zero velocity and temperature.
     """
     xp = _xp(f)
     dt = f.dtype if xp is not np else np.result_type(f.dtype, np.float32)
-    f = f.astype(dt)
-    dv3 = mesh.dv3
-    m0 = f.sum(axis=(-3, -2, -1))
-    dens = m0 * dv3
-    safe = xp.where(m0 > 0, m0, 1)
-    vel, second = [], 0
-    for a in range(3):
-        shape = [1, 1, 1]
-        shape[a] = mesh.nv[a]
-        v = xp.asarray(mesh.v_centers(a).reshape(shape), dtype=dt)
-        va = xp.where(m0 > 0, (f * v).sum(axis=(-3, -2, -1)) / safe, 0)
-        vel.append(va)
-        if a in _resolved(mesh):
-            second = second + (f * v * v).sum(axis=(-3, -2, -1)) / safe - va * va
-    d = max(1, len(_resolved(mesh)))
-    temp = xp.where(m0 > 0, xp.maximum(second / d, 0), 0)
-    return {"density": dens, "bulk_velocity": xp.stack(vel, axis=-1), "temperature": temp}
+    v = [mesh.v_centers(a) for a in range(3)]
+    m = velocity_moments(f, v, mesh.dv3, resolved=_resolved(mesh), dtype=dt)
+    return {k: m[k] for k in ("density", "bulk_velocity", "temperature")}
 
 
 def centering_shift(f, mesh: VelocityMesh):

@@ -1,4 +1,15 @@
-"""Where loaders read VDFs from: zarr trajectory datasets (one or several runs) and VLSV files.
+"""Where every reader gets VDFs from: paths -> runs, and zarr trajectory datasets or VLSV files as sources.
+
+:func:`resolve_runs` is the one place that turns user paths into runs (the loaders, ``faiser
+train-codec`` and the latent solver's data all go through it):
+
+* a faiser dataset (:func:`is_dataset`: a zarr store, or a run directory holding ``snapshots/``)
+  is one run;
+* a ``faiser sweep`` root (:func:`is_sweep_root`: a directory with ``sweep.json`` that is not
+  itself a dataset; :mod:`faiser.run.sweep` writes ``ROOT/sweep.json`` before its first run and
+  ``ROOT/index.json`` after each) stands for the runs listed in ``sweep.json`` that hold a
+  dataset, in sweep order (``complete=True``: only those that finished);
+* any other file is a Vlasiator VLSV file, one run with a single snapshot.
 
 A :class:`Source` is a list of *runs*. A run has snapshots ``t = 0 .. T-1`` on a spatial mesh of
 ``(nx, ny, nz)`` cells, one VDF ``(nvx, nvy, nvz)`` per cell and species, and every run of a source
@@ -32,11 +43,20 @@ from pathlib import Path
 
 import numpy as np
 
-from faiser.data.normalization import same_mesh
 from faiser.data.sparse_blocks import VelocityMesh
-from faiser.errors import DataError
+from faiser.errors import DataError, DatasetError
 
-__all__ = ["ChunkCache", "SampleSpace", "Source", "VlsvSource", "ZarrSource", "open_source"]
+__all__ = [
+    "ChunkCache",
+    "SampleSpace",
+    "Source",
+    "VlsvSource",
+    "ZarrSource",
+    "is_dataset",
+    "is_sweep_root",
+    "open_source",
+    "resolve_runs",
+]
 
 DEFAULT_CACHE_BYTES = 256 << 20
 _VLSV_CHUNK_BYTES = 4 << 20
@@ -323,23 +343,63 @@ def _check_common(names: list[tuple[str, ...]], meshes: list[VelocityMesh], what
     for n, m, w in zip(names[1:], meshes[1:], what[1:]):
         if n != names[0]:
             raise DataError(f"{w} has species {n}, but {what[0]} has {names[0]}: a source needs the same species")
-        if not same_mesh(m, meshes[0]):
+        if not m.same_as(meshes[0]):
             raise DataError(f"{w} has velocity mesh {m}, but {what[0]} has {meshes[0]}: a source needs one mesh")
 
 
-def _sweep_runs(path: str | Path) -> list[Path]:
-    """A ``faiser sweep`` output root -> its run directories that hold a dataset (sweep order); else ``[path]``."""
-    root = Path(path)
-    if not (root / "sweep.json").is_file() or (root / "zarr.json").exists() or (root / "snapshots").exists():
-        return [root]
+def is_dataset(path: str | Path) -> bool:
+    """Whether ``path`` is a faiser trajectory dataset: a zarr store or a run directory holding ``snapshots/``."""
+    p = Path(path)
+    return p.is_dir() and ((p / "zarr.json").exists() or (p / "snapshots" / "zarr.json").exists())
+
+
+def is_sweep_root(path: str | Path) -> bool:
+    """Whether ``path`` is a ``faiser sweep`` output root: a directory holding ``sweep.json`` (written by
+    :func:`faiser.run.sweep.run_sweep` before its first run) that is not itself a dataset."""
+    p = Path(path)
+    return (p / "sweep.json").is_file() and not is_dataset(p) and not (p / "snapshots").exists()
+
+
+def _sweep_runs(root: Path, complete: bool) -> list[Path]:
+    """The run directories of a sweep root that hold a dataset (finished ones only if ``complete``), sweep order."""
     try:
         names = [r["name"] for r in json.loads((root / "sweep.json").read_text())["runs"]]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{root}/sweep.json is not a readable sweep record: {e}") from e
-    runs = [root / n for n in names if (root / n / "snapshots" / "zarr.json").exists()]
+        raise DatasetError(f"{root}/sweep.json is not a readable sweep record: {e}") from e
+    runs = [root / n for n in names if is_dataset(root / n)]
+    if complete:
+        from faiser.data.dataset import open_dataset
+
+        runs = [r for r in runs if open_dataset(r).complete]
     if not runs:
-        raise DataError(f"the sweep {root} has no run with a dataset yet")
+        raise DatasetError(f"the sweep {root} has no {'finished ' if complete else ''}run with a dataset yet")
     return runs
+
+
+def resolve_runs(paths: str | Path | Sequence[str | Path], *, complete: bool = False) -> list[Path]:
+    """The runs named by ``paths``: datasets and VLSV files as they are, sweep roots as their runs.
+
+    Args:
+      paths: a path or paths (see the module docstring for what each may be).
+      complete: take only the runs of a sweep root whose dataset is complete (a sweep still running,
+        or killed, leaves a partial dataset); paths named directly are always taken.
+
+    Raises:
+      DatasetError: a path that does not exist, a directory that is neither a dataset nor a sweep
+        root, an unreadable ``sweep.json``, or a sweep without a (finished) run yet.
+    """
+    items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    out: list[Path] = []
+    for p in map(Path, items):
+        if is_sweep_root(p):
+            out += _sweep_runs(p, complete)
+        elif is_dataset(p) or p.is_file():
+            out.append(p)
+        elif p.is_dir():
+            raise DatasetError(f"{p}: neither a faiser dataset, a sweep root nor a VLSV file")
+        else:
+            raise DatasetError(f"no dataset, sweep root or VLSV file at {p}")
+    return out
 
 
 class ZarrSource(Source):
@@ -358,8 +418,8 @@ class ZarrSource(Source):
         from faiser.data.dataset import Dataset, open_dataset
 
         super().__init__(cache_bytes, read_workers)
-        items = [paths] if isinstance(paths, str | Path | Dataset) else list(paths)
-        items = [q for p in items for q in (_sweep_runs(p) if isinstance(p, str | Path) else [p])]
+        items = [paths] if isinstance(paths, str | os.PathLike | Dataset) else list(paths)
+        items = [q for p in items for q in (resolve_runs(p) if isinstance(p, str | os.PathLike) else [p])]
         if not items:
             raise DataError("a zarr source needs at least one dataset")
         self.datasets = [p if isinstance(p, Dataset) else open_dataset(p) for p in items]
@@ -449,7 +509,7 @@ class VlsvSource(Source):
                 raise DataError(f"{path} lacks population(s) {missing} (it has {list(vf.populations)})")
             m = [vf.velocity_mesh(p) for p in names]
             for p, mp in zip(names[1:], m[1:]):
-                if not same_mesh(mp, m[0]):
+                if not mp.same_as(m[0]):
                     raise DataError(f"{path}: populations {names[0]} and {p} have different velocity meshes")
             meshes.append(m[0])
             cells.append([np.asarray(vf.cells_with_vdf(p), dtype=np.int64) for p in names])
@@ -506,15 +566,16 @@ class VlsvSource(Source):
 def open_source(source, **kwargs) -> Source:
     """A :class:`Source` from a Source (returned as is), a path or a list of paths.
 
-    Paths ending in ``.vlsv`` make a :class:`VlsvSource` (``kwargs``: ``population``, ...), anything
-    else a :class:`ZarrSource` (``kwargs``: ``species``, ``cache_bytes``).
+    The paths are resolved into runs (:func:`resolve_runs`): VLSV files make a :class:`VlsvSource`
+    (``kwargs``: ``population``, ...), datasets and sweep roots a :class:`ZarrSource` (``kwargs``:
+    ``species``, ``cache_bytes``).
     """
     if isinstance(source, Source):
         return source
-    items = [source] if isinstance(source, str | Path) else list(source)
-    vlsv = [str(p).endswith(".vlsv") for p in items]
-    if items and all(vlsv):
-        return VlsvSource(items, **kwargs)
+    runs = resolve_runs(source)
+    vlsv = [not is_dataset(p) for p in runs]
+    if runs and all(vlsv):
+        return VlsvSource(runs, **kwargs)
     if any(vlsv):
         raise DataError("mix of VLSV files and datasets: open them as separate sources")
-    return ZarrSource(items, **kwargs)
+    return ZarrSource(runs, **kwargs)

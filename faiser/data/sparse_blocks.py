@@ -122,6 +122,14 @@ class VelocityMesh:
         """Cell centres along ``axis`` (0..2), shape ``(nv[axis],)``."""
         return self.vmin[axis] + (np.arange(self.nv[axis]) + 0.5) * self.dv[axis]
 
+    def same_as(self, other: VelocityMesh, rtol: float = 1e-6) -> bool:
+        """Same cells per axis and (to ``rtol`` of the widest axis) the same velocity box."""
+        width = max(hi - lo for lo, hi in zip(self.vmin, self.vmax))
+        ends = lambda m: np.asarray(m.vmin + m.vmax)  # noqa: E731
+        return tuple(self.nv) == tuple(other.nv) and bool(
+            np.allclose(ends(self), ends(other), rtol=0, atol=rtol * width)
+        )
+
     def to_json(self) -> dict:
         return {"nv": list(self.nv), "vmin": list(self.vmin), "vmax": list(self.vmax), "wid": self.wid}
 

@@ -109,19 +109,18 @@ def _flat_numbers(config: Mapping) -> dict[str, float]:
 
 
 def dataset_paths(paths: Sequence[str | Path]) -> list[Path]:
-    """Trajectory datasets named by ``paths``: run directories, zarr stores, or sweep roots
-    (``index.json``: every run with status ``done``)."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if (p / "index.json").exists():
-            index = json.loads((p / "index.json").read_text())  # a sweep root: a list of run entries
-            if not isinstance(index, list):
-                raise DatasetError(f"{p / 'index.json'} is not a sweep index")
-            out += [p / e["name"] for e in sorted(index, key=lambda e: e.get("name", "")) if e.get("status") == "done"]
-        elif p.exists():
-            out.append(p)
-        else:
-            raise DatasetError(f"no dataset at {p}")
+    """Trajectory datasets named by ``paths``: run directories, zarr stores, or sweep roots (every run
+    whose dataset is complete), resolved by :func:`faiser.data.sources.resolve_runs`.
+
+    Raises:
+      DatasetError: a path that is not a dataset or a sweep root, or no dataset at all.
+    """
+    from faiser.data.sources import is_dataset, resolve_runs
+
+    out = resolve_runs(paths, complete=True)
+    for p in out:
+        if not is_dataset(p):
+            raise DatasetError(f"{p} is not a trajectory dataset")
     if not out:
         raise DatasetError(f"no trajectory datasets in {', '.join(map(str, paths))}")
     return out

@@ -124,7 +124,8 @@ _SHARDED = """
 import json, sys
 import jax, numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
-from faiser.data.loaders import VdfLoader, WindowLoader, make_mesh
+from faiser.data.loaders import VdfLoader, WindowLoader
+from faiser.parallel.mesh import make_mesh
 mesh = make_mesh(4)
 out = {"devices": jax.device_count()}
 for name, loader in [("vdf", VdfLoader(sys.argv[1], batch_size=8, mesh=mesh, seed=2)),
@@ -161,7 +162,8 @@ import json, sys
 import jax
 jax.distributed.initialize(coordinator_address="localhost:" + sys.argv[2], num_processes=2, process_id=int(sys.argv[1]))
 import numpy as np
-from faiser.data.loaders import VdfLoader, make_mesh
+from faiser.data.loaders import VdfLoader
+from faiser.parallel.mesh import make_mesh
 loader = VdfLoader(sys.argv[3], batch_size=8, mesh=make_mesh(), seed=3)  # process index/count from JAX
 f = next(iter(loader))["f"]
 local = loader.read_batch(*loader.batch_ids(0, 0))

@@ -49,9 +49,7 @@ def test_block_id_and_cell_in_block_conventions():
     assert vals[row].argmax() == 1 + 4 * 2 + 16 * 1
     assert np.count_nonzero(sb.values) == 1
     # one content block in a corner region: kept = the block and its in-box neighbours (2 x 2 x 2 here)
-    assert sorted(ids.tolist()) == sorted(
-        bi + bj * 3 + bk * 6 for bi in (1, 2) for bj in (0, 1) for bk in (2, 3)
-    )
+    assert sorted(ids.tolist()) == sorted(bi + bj * 3 + bk * 6 for bi in (1, 2) for bj in (0, 1) for bk in (2, 3))
     assert np.all(np.diff(ids.astype(np.int64)) > 0)  # ascending within a cell
 
 

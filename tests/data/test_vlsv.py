@@ -36,7 +36,8 @@ def maxwellians(mesh: VelocityMesh, n: np.ndarray, u: np.ndarray, vth: float, dt
     """Drifting Maxwellians ``(len(n), nvx, nvy, nvz)`` in SI (s^3/m^6)."""
     vx, vy, vz = np.meshgrid(*(mesh.v_centers(a) for a in range(3)), indexing="ij")
     out = [
-        ni / (2 * np.pi * vth**2) ** 1.5
+        ni
+        / (2 * np.pi * vth**2) ** 1.5
         * np.exp(-((vx - ui[0]) ** 2 + (vy - ui[1]) ** 2 + (vz - ui[2]) ** 2) / (2 * vth**2))
         for ni, ui in zip(n, u)
     ]
@@ -340,7 +341,7 @@ def _footer(raw: bytes) -> tuple[int, str]:
     return off, raw[off:].decode()
 
 
-BPC3 = b"<BLOCKSPERCELL arraysize=\"3\""
+BPC3 = b'<BLOCKSPERCELL arraysize="3"'
 RHO_CPLX = b'datatype="cplx" mesh="SpatialGrid" name="proton/vg_rho"'
 CORRUPTIONS = {
     "empty": lambda raw: b"",
@@ -356,7 +357,7 @@ CORRUPTIONS = {
     "arraysize_too_large": lambda raw: raw.replace(b'BLOCKVARIABLE arraysize="', b'BLOCKVARIABLE arraysize="9'),
     "unknown_datatype": lambda raw: raw.replace(b'datatype="float" mesh="SpatialGrid" name="proton/vg_rho"', RHO_CPLX),
     "bad_datasize": lambda raw: raw.replace(b'datasize="4" datatype="float"', b'datasize="3" datatype="float"'),
-    "blocks_per_cell_mismatch": lambda raw: raw.replace(b"<BLOCKSPERCELL arraysize=\"2\"", BPC3),
+    "blocks_per_cell_mismatch": lambda raw: raw.replace(b'<BLOCKSPERCELL arraysize="2"', BPC3),
     "non_integer_offset": lambda raw: raw.replace(b"</PARAMETER>", b"x</PARAMETER>", 1),
     "entity": lambda raw: raw[: _footer(raw)[0]] + b'<!DOCTYPE VLSV [<!ENTITY a "b">]>' + raw[_footer(raw)[0] :],
 }
