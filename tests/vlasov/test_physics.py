@@ -187,3 +187,23 @@ def test_two_species_with_heavy_ions_reproduce_electron_landau_damping():
     assert omega == pytest.approx(1.4157, rel=0.01)
     for f0, f1 in zip((f_e, f_i), state.f):
         assert float(jnp.sum(f1)) == pytest.approx(float(jnp.sum(f0)), rel=1e-6)
+
+
+def test_rollout_raises_on_a_non_finite_state_unless_asked_not_to():
+    """The public rollout checks finiteness as ``simulate`` does; ``check_finite=False`` returns
+    the raw series (NaN included) for callers that check themselves."""
+    from faiser.errors import NumericalError
+
+    grid = PhaseSpaceGrid.make_1d1v(16, 4 * math.pi, 32, 6.0)
+    f = np.array(dist.perturb(dist.maxwellian(grid), grid, 0.01, 0.5))
+    stepper = Stepper(grid, (ELECTRON,), ElectrostaticFields(), 0.1)
+    state = stepper.initialize(State.create(f))
+    f_bad = f.copy()  # (State.create may share f's memory on the CPU)
+    f_bad[3, 0, 0, 10, 0, 0] = np.nan
+    bad = state.replace(f=(jnp.asarray(f_bad),))
+    with pytest.raises(NumericalError, match="non-finite"):
+        stepper.rollout(bad, 3, 1)
+    _, series = stepper.rollout(bad, 3, 1, check_finite=False)
+    assert not np.isfinite(np.asarray(series["mass"])).any()
+    _, good = stepper.rollout(state, 3, 1)  # a finite run passes the check
+    assert np.isfinite(np.asarray(good["mass"])).all()
