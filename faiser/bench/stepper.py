@@ -258,7 +258,7 @@ def _package_version(name: str) -> str | None:
 
 def _git_revision() -> tuple[str | None, bool | None]:
     """Commit of the faiser checkout (and whether it has local changes), if it is a git work tree."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         run = lambda *a: subprocess.run(  # noqa: E731
             ["git", *a], cwd=root, capture_output=True, text=True, timeout=10, check=True
