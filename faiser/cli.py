@@ -217,7 +217,7 @@ def _bench(args) -> int:
     from faiser.errors import ConfigError
 
     if args.what == "codecs":
-        from faiser.codecs.bench import bench_codecs
+        from faiser.bench import bench_codecs
 
         doc = bench_codecs(args.out, parse_overrides(args.set))
         print(f"bench codecs: {len(doc['results'])} results over {len(doc['sets'])} VDF sets in {args.out}")
