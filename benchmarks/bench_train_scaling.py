@@ -66,7 +66,8 @@ def bench_vqvae(
 
 
 def bench_mlp(window: int, batch: int) -> dict:
-    from faiser.models.fourier_mlp import FourierMLPConfig, fit_mlp, grid_coords
+    from faiser.models.fourier_mlp import FourierMLPConfig, grid_coords
+    from faiser.train.fourier_mlp import fit_mlp
 
     cfg = FourierMLPConfig()
     c = grid_coords(window)

@@ -103,7 +103,8 @@ class MlpCodec(Codec):
         return grid_coords(self.settings.window)
 
     def _encode(self, f, mesh, m):
-        from faiser.models.fourier_mlp import export_weights, fit_mlp
+        from faiser.models.fourier_mlp import export_weights
+        from faiser.train.fourier_mlp import fit_mlp
 
         s = self.settings
         cfg = self.mlp_config()

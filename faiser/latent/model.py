@@ -25,11 +25,11 @@ import numpy as np
 from flax import nnx
 
 from faiser.atomic import atomic_path, atomic_write_text
-from faiser.errors import CheckpointError
+from faiser.errors import CheckpointError, ConfigError
 from faiser.latent.data import Normalization
 from faiser.models.propagator import LatentPropagator, PropagatorConfig
 from faiser.models.vqvae6d import PhaseSpaceVQVAE, PhaseSpaceVQVAEConfig
-from faiser.train.vqvae import _pure
+from faiser.train.loop import pure
 
 __all__ = ["LatentModel", "load_latent_model", "save_latent_model", "flat_state", "load_flat_state"]
 
@@ -38,7 +38,7 @@ KIND = "faiser-latent-solver"
 
 def flat_state(module: nnx.Module, prefix: str) -> dict[str, np.ndarray]:
     """Every array of ``module``'s state as ``{"prefix/path/to/leaf": array}``."""
-    leaves = jax.tree_util.tree_flatten_with_path(_pure(nnx.state(module)))[0]
+    leaves = jax.tree_util.tree_flatten_with_path(pure(nnx.state(module)))[0]
     return {
         prefix + "/" + "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): np.asarray(v)
         for path, v in leaves
@@ -47,8 +47,7 @@ def flat_state(module: nnx.Module, prefix: str) -> dict[str, np.ndarray]:
 
 def load_flat_state(module: nnx.Module, prefix: str, arrays: Mapping[str, np.ndarray]) -> None:
     """Replace ``module``'s state by the arrays of :func:`flat_state` (shapes and names checked)."""
-    pure = _pure(nnx.state(module))
-    paths, treedef = jax.tree_util.tree_flatten_with_path(pure)
+    paths, treedef = jax.tree_util.tree_flatten_with_path(pure(nnx.state(module)))
     new = []
     for path, v in paths:
         name = prefix + "/" + "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
@@ -74,7 +73,8 @@ class LatentModel:
       vqvae, propagator: the networks. norm: the value transform and conditioning.
       meta: what it was trained on: ``case``, ``species``, ``grid`` (JSON), ``dt`` (reference step),
         ``steps_per_latent`` (D, reference steps per latent step), ``latent_dt`` (simulated time per
-        latent step), ``train_config``, ``runs``, ``history``.
+        latent step), ``train_config`` (a :class:`~faiser.latent.train.LatentTrainConfig` as JSON),
+        ``runs``, ``history``.
     """
 
     vqvae: PhaseSpaceVQVAE
@@ -93,6 +93,11 @@ class LatentModel:
     @property
     def latent_dt(self) -> float:
         return float(self.meta["latent_dt"])
+
+    @property
+    def requantize(self) -> bool:
+        """Whether every propagated state is snapped to the codebook (as in training)."""
+        return bool(self.meta.get("train_config", {}).get("propagator", {}).get("requantize", False))
 
     # -- public -------------------------------------------------------------------------------
     def encode(self, f, E, B) -> jax.Array:
@@ -116,12 +121,12 @@ class LatentModel:
 
     def propagate(self, z, cond, n: int) -> jax.Array:
         """``(n + 1, *z.shape)``: ``z`` and ``n`` latent steps (``lax.scan``)."""
-        rq = bool(self.meta.get("train_config", {}).get("requantize", False))
+        rq = self.requantize
         return _propagate(self._p_def, self._vq_def, self._p_state, self._vq_state, z, int(n), rq, cond, False)
 
     def advance(self, z, cond, n: int) -> jax.Array:
         """The latent state after ``n`` latent steps (one compiled ``lax.scan``; intermediate states not kept)."""
-        rq = bool(self.meta.get("train_config", {}).get("requantize", False))
+        rq = self.requantize
         return _propagate(self._p_def, self._vq_def, self._p_state, self._vq_state, z, int(n), rq, cond, True)
 
     def step(self, z, cond) -> jax.Array:
@@ -187,7 +192,9 @@ def load_latent_model(path: str | Path) -> LatentModel:
     """Load a model written by :func:`save_latent_model` / ``faiser train-latent``.
 
     Raises:
-      CheckpointError: missing, corrupt or tampered files (the arrays' SHA-256 is checked).
+      CheckpointError: missing, corrupt or tampered files (the arrays' SHA-256 is checked), or a model
+        whose train config is not a :class:`~faiser.latent.train.LatentTrainConfig` of this version
+        (e.g. the flat layout of older files).
     """
     path = Path(path)
     try:
@@ -205,8 +212,21 @@ def load_latent_model(path: str | Path) -> LatentModel:
         raise CheckpointError(f"{path / 'model.npz'} is unreadable or corrupt: {e}") from None
     if _digest(arrays) != doc.get("sha256"):
         raise CheckpointError(f"{path / 'model.npz'} does not match model.json (modified or truncated)")
-    vq = PhaseSpaceVQVAE(PhaseSpaceVQVAEConfig.from_json(doc["vqvae"]), rngs=nnx.Rngs(0))
-    prop = LatentPropagator(PropagatorConfig.from_json(doc["propagator"]), rngs=nnx.Rngs(0))
+    if "train_config" in doc:
+        from faiser.latent.train import LatentTrainConfig
+
+        try:
+            LatentTrainConfig.from_json(doc["train_config"])
+        except (ConfigError, TypeError) as e:
+            raise CheckpointError(
+                f"{path / 'model.json'}: its train_config is not a LatentTrainConfig of this faiser version "
+                f"(older models stored a flat one; retrain with faiser train-latent): {e}"
+            ) from None
+    try:
+        vq = PhaseSpaceVQVAE(PhaseSpaceVQVAEConfig.from_json(doc["vqvae"]), rngs=nnx.Rngs(0))
+        prop = LatentPropagator(PropagatorConfig.from_json(doc["propagator"]), rngs=nnx.Rngs(0))
+    except (ConfigError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path / 'model.json'} holds an invalid model architecture: {e}") from None
     load_flat_state(vq, "vqvae", arrays)
     load_flat_state(prop, "propagator", arrays)
     meta = {k: v for k, v in doc.items() if k not in ("kind", "vqvae", "propagator", "normalization", "sha256")}

@@ -20,58 +20,86 @@ Ingredients, each switchable for the baselines of ``faiser bench latent``:
 - ``remat``: each unrolled step is a ``jax.checkpoint`` inside ``lax.scan``, so the activation
   memory of a train step does not grow with the unroll length (only the latent carries do).
 
-Both stages run data-parallel: the batch is sharded over the ``data`` axis of a mesh of ``devices``
-devices, parameters and optimizer state replicated, one ``jax.jit`` step with explicit shardings.
-Batches and noise of step ``s`` depend only on ``(seed, s)``: the same seed gives the same model.
+Both stages run data-parallel with the training toolkit :mod:`faiser.train.loop`: the batch is sharded
+over the ``data`` axis of a mesh of ``devices`` devices, parameters and optimizer state replicated, one
+``jax.jit`` step with explicit shardings. Batches and noise of step ``s`` depend only on ``(seed, s)``:
+the same seed gives the same model.
+
+The settings are one nested :class:`LatentTrainConfig`::
+
+    LatentTrainConfig(
+        architecture=LatentArchitecture(...),   # the networks (hidden, code_dim, prop_hidden, padding, ...)
+        autoencoder=AutoencoderStage(...),      # stage 1: steps, batch, lr, ..., vq_warmup_steps
+        propagator=PropagatorStage(...),        # stage 2: steps, batch, lr, ..., stride, unroll, pushforward, ...
+        loss=LossWeights(...),                  # reconstruction terms of both stages
+        conditions="auto", species="", devices=1, checkpoint_every=0, seed=0,
+    )
+
+``faiser train-latent --set KEY=VALUE`` (and :meth:`LatentTrainConfig.of` / ``.replace``) take dotted
+keys (``autoencoder.lr=1e-3``), bare leaf names that only one key ends in (``unroll=2``,
+``vq_warmup_steps=50``) and the former flat names ``ae_steps``, ``ae_batch``, ``ae_lr``, ``prop_steps``,
+``prop_batch``, ``prop_lr``; an ambiguous bare name (``lr``) is a :class:`~faiser.errors.ConfigError`
+naming the choices.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec
 
-from faiser.config import JsonConfig
-from faiser.errors import CheckpointError, ConfigError, TrainingError
+from faiser.config import JsonConfig, NestedConfig
+from faiser.errors import CheckpointError, ConfigError
 from faiser.latent.data import Normalization, Trajectories, load_trajectories
 from faiser.latent.model import LatentModel, save_latent_model
 from faiser.models.propagator import LatentPropagator, PropagatorConfig
 from faiser.models.vqvae6d import PhaseSpaceVQVAE, PhaseSpaceVQVAEConfig
-from faiser.parallel.mesh import DATA, make_mesh
-from faiser.train.vqvae import _global_norm, _pure
+from faiser.parallel.mesh import make_mesh
+from faiser.train.loop import (
+    CheckpointStage,
+    DataParallel,
+    History,
+    global_norm,
+    lr_schedule,
+    make_optimizer,
+    pure,
+    run_loop,
+)
 
-__all__ = ["LatentTrainConfig", "train_latent", "train_latent_files", "moment_loss", "PERIODIC_CASES"]
+__all__ = [
+    "PERIODIC_CASES",
+    "AutoencoderStage",
+    "LatentArchitecture",
+    "LatentTrainConfig",
+    "LossWeights",
+    "PropagatorStage",
+    "StageConfig",
+    "moment_loss",
+    "train_latent",
+    "train_latent_files",
+]
 
 # cases whose every boundary is periodic and without inflow: circular padding, closed mass budget
 PERIODIC_CASES = frozenset({"landau", "two_stream", "bump_on_tail", "free_streaming", "alfven", "larmor", "exb"})
 
 
 @dataclasses.dataclass(frozen=True)
-class LatentTrainConfig(JsonConfig):
-    """Everything ``faiser train-latent --set`` can change (frozen, JSON-serialisable).
+class LatentArchitecture(JsonConfig):
+    """The networks (see :class:`PhaseSpaceVQVAEConfig`, :class:`PropagatorConfig`).
 
-    Architecture (see :class:`PhaseSpaceVQVAEConfig`, :class:`PropagatorConfig`):
-      velocity_stages, spatial_stages: stride-2 stages (-1: as many as fit, at most 2 / 1);
-      velocity_channels, cell_dim, hidden, n_res, code_dim, codebook_size, code_groups; prop_hidden, prop_blocks;
+    Attributes:
+      velocity_stages, spatial_stages: stride-2 stages (-1: as many as fit, at most 2 / 1).
+      velocity_channels, cell_dim, hidden, n_res, code_dim, codebook_size, code_groups: the 6D VQ-VAE.
+      prop_hidden, prop_blocks: the propagator.
       padding: ``auto`` (circular for periodic cases), ``zeros`` or ``circular``.
-    Stage 1: ae_steps, ae_batch, ae_lr, vq_warmup_steps, field_weight, moment_weight, f_space_weight
-      (see :func:`recon_loss`).
-    Stage 2: prop_steps, prop_batch, prop_lr, stride (snapshots per latent step), unroll, pushforward,
-      noise_std, latent_weight, f_weight (decoded-f loss; moment_weight also applies), requantize, remat.
-    conditions: ``auto`` (config entries that vary across the runs), ``none``, or comma-separated keys.
-    species: which species (default: the datasets' only one). devices: data-parallel devices.
-    checkpoint_every: checkpoint each stage every this many steps (and at its end) when a checkpoint
-      directory is given (``faiser train-latent`` uses ``MODEL_DIR/checkpoints``; ``--resume``).
-    seed: parameters, batches and noise.
     """
 
     velocity_stages: int = -1
@@ -86,16 +114,68 @@ class LatentTrainConfig(JsonConfig):
     prop_hidden: int = 64
     prop_blocks: int = 3
     padding: str = "auto"
-    ae_steps: int = 600
-    ae_batch: int = 8
-    ae_lr: float = 5e-3
+
+    def __post_init__(self):
+        if self.padding not in ("auto", "zeros", "circular"):
+            raise ConfigError(f"padding must be auto, zeros or circular, got {self.padding!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageConfig(JsonConfig):
+    """Optimisation of one training stage: Adam, global-norm clipping, linear warmup + cosine decay.
+
+    Attributes:
+      steps: optimizer steps. batch: global batch (a multiple of ``devices``). lr: peak learning rate.
+      warmup_steps: linear warmup from 0 (-1: ``min(50, max(steps // 10, 1))``).
+      lr_final: final learning rate as a fraction of ``lr``. grad_clip: global-norm clip (0: none).
+    """
+
+    steps: int = 600
+    batch: int = 8
+    lr: float = 1e-3
+    warmup_steps: int = -1
+    lr_final: float = 0.05
+    grad_clip: float = 1.0
+
+    def __post_init__(self):
+        if self.steps < 0 or self.batch < 1 or self.warmup_steps < -1:
+            raise ConfigError(f"{type(self).__name__}: steps >= 0, batch >= 1 and warmup_steps >= -1 are required")
+        if not (self.lr > 0 and 0 <= self.lr_final <= 1 and self.grad_clip >= 0):
+            raise ConfigError(f"{type(self).__name__}: lr > 0, 0 <= lr_final <= 1 and grad_clip >= 0 are required")
+
+    def optimizer(self) -> optax.GradientTransformation:
+        """The stage's optax optimizer (:func:`faiser.train.loop.make_optimizer`)."""
+        warm = self.warmup_steps if self.warmup_steps >= 0 else min(50, max(self.steps // 10, 1))
+        sched = lr_schedule(self.lr, self.steps, warm, self.lr * self.lr_final)
+        return make_optimizer(sched, grad_clip=self.grad_clip or None)
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoencoderStage(StageConfig):
+    """Stage 1, the 6D VQ-VAE: :class:`StageConfig` plus ``vq_warmup_steps``, the steps during which the
+    decoder gets the continuous encoder output (a plain autoencoder; quantization starts after)."""
+
+    lr: float = 5e-3
     vq_warmup_steps: int = 100
-    field_weight: float = 1.0
-    moment_weight: float = 1.0
-    f_space_weight: float = 1.0
-    prop_steps: int = 600
-    prop_batch: int = 8
-    prop_lr: float = 1e-3
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.vq_warmup_steps < 0:
+            raise ConfigError("vq_warmup_steps must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class PropagatorStage(StageConfig):
+    """Stage 2, the latent propagator: :class:`StageConfig` plus
+
+    Attributes:
+      stride: snapshots per latent step. unroll: latent steps per training window.
+      pushforward: stop the gradient between unrolled steps. noise_std: Gaussian noise on the initial
+        latent state (in latent standard deviations). latent_weight, f_weight: weights of the latent
+        MSE and of the decoded-f loss (``loss.moment_weight`` also applies). requantize: snap every
+        predicted state to the codebook. remat: ``jax.checkpoint`` each unrolled step.
+    """
+
     stride: int = 1
     unroll: int = 4
     pushforward: bool = False
@@ -104,6 +184,55 @@ class LatentTrainConfig(JsonConfig):
     f_weight: float = 1.0
     requantize: bool = False
     remat: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        if min(self.stride, self.unroll) < 1:
+            raise ConfigError("stride and unroll must be >= 1")
+        if min(self.noise_std, self.latent_weight, self.f_weight) < 0:
+            raise ConfigError("noise_std, latent_weight and f_weight must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights(JsonConfig):
+    """Reconstruction terms of both stages: ``field_weight`` x MSE of the normalized fields,
+    ``moment_weight`` x :func:`moment_loss`, ``f_space_weight`` (see :func:`recon_loss`)."""
+
+    field_weight: float = 1.0
+    moment_weight: float = 1.0
+    f_space_weight: float = 1.0
+
+    def __post_init__(self):
+        if min(self.field_weight, self.moment_weight, self.f_space_weight) < 0:
+            raise ConfigError("loss weights must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentTrainConfig(NestedConfig):
+    """Everything ``faiser train-latent --set`` can change (frozen, nested, JSON-serialisable).
+
+    Attributes:
+      architecture: :class:`LatentArchitecture`. autoencoder: stage 1 (:class:`AutoencoderStage`).
+      propagator: stage 2 (:class:`PropagatorStage`). loss: :class:`LossWeights` of both stages.
+      conditions: ``auto`` (config entries that vary across the runs), ``none``, or comma-separated keys.
+      species: which species (default: the datasets' only one). devices: data-parallel devices.
+      checkpoint_every: checkpoint each stage every this many steps (and at its end) when a checkpoint
+        directory is given (``faiser train-latent`` uses ``MODEL_DIR/checkpoints``; ``--resume``).
+      seed: parameters, batches and noise.
+
+    Build and change it by key (see the module docstring): ``LatentTrainConfig.of(ae_steps=300, unroll=2)``,
+    ``cfg.replace(**{"autoencoder.lr": 1e-3})``.
+    """
+
+    KEY_ALIASES: ClassVar[dict[str, str]] = {
+        "ae_steps": "autoencoder.steps", "ae_batch": "autoencoder.batch", "ae_lr": "autoencoder.lr",
+        "prop_steps": "propagator.steps", "prop_batch": "propagator.batch", "prop_lr": "propagator.lr",
+    }  # fmt: skip
+
+    architecture: LatentArchitecture = dataclasses.field(default_factory=LatentArchitecture)
+    autoencoder: AutoencoderStage = dataclasses.field(default_factory=AutoencoderStage)
+    propagator: PropagatorStage = dataclasses.field(default_factory=PropagatorStage)
+    loss: LossWeights = dataclasses.field(default_factory=LossWeights)
     conditions: str = "auto"
     species: str = ""
     devices: int = 1
@@ -111,15 +240,8 @@ class LatentTrainConfig(JsonConfig):
     seed: int = 0
 
     def __post_init__(self):
-        if min(self.ae_steps, self.prop_steps, self.vq_warmup_steps) < 0:
-            raise ConfigError("ae_steps, prop_steps and vq_warmup_steps must be >= 0")
-        if min(self.ae_batch, self.prop_batch, self.stride, self.unroll, self.devices) < 1:
-            raise ConfigError("ae_batch, prop_batch, stride, unroll and devices must be >= 1")
-        if min(self.ae_lr, self.prop_lr) <= 0 or min(self.noise_std, self.field_weight, self.moment_weight,
-                                                    self.latent_weight, self.f_weight) < 0:  # fmt: skip
-            raise ConfigError("learning rates must be > 0 and loss weights and noise_std >= 0")
-        if self.padding not in ("auto", "zeros", "circular"):
-            raise ConfigError(f"padding must be auto, zeros or circular, got {self.padding!r}")
+        if self.devices < 1 or self.checkpoint_every < 0:
+            raise ConfigError("devices >= 1 and checkpoint_every >= 0 are required")
 
 
 def _auto_stages(shape: Sequence[int], most: int, keep: int) -> int:
@@ -141,18 +263,19 @@ def model_configs_for(
     spatial: tuple[int, ...], velocity: tuple[int, ...], case: str, cfg: LatentTrainConfig, n_cond: int
 ) -> tuple[PhaseSpaceVQVAEConfig, PropagatorConfig]:
     """The architectures for a grid of ``spatial`` cells and ``velocity`` meshes of case ``case``."""
-    vs = cfg.velocity_stages if cfg.velocity_stages >= 0 else _auto_stages(velocity, 2, 4)
-    ss = cfg.spatial_stages if cfg.spatial_stages >= 0 else _auto_stages(spatial, 1, 4)
-    pad = cfg.padding if cfg.padding != "auto" else ("circular" if case in PERIODIC_CASES else "zeros")
+    a = cfg.architecture
+    vs = a.velocity_stages if a.velocity_stages >= 0 else _auto_stages(velocity, 2, 4)
+    ss = a.spatial_stages if a.spatial_stages >= 0 else _auto_stages(spatial, 1, 4)
+    pad = a.padding if a.padding != "auto" else ("circular" if case in PERIODIC_CASES else "zeros")
     vq = PhaseSpaceVQVAEConfig(
         spatial_shape=spatial, velocity_shape=velocity, n_fields=6, velocity_stages=vs,
-        velocity_channels=cfg.velocity_channels, cell_dim=cfg.cell_dim, spatial_stages=ss, hidden=cfg.hidden,
-        n_res=cfg.n_res, code_dim=cfg.code_dim, codebook_size=cfg.codebook_size, code_groups=cfg.code_groups,
+        velocity_channels=a.velocity_channels, cell_dim=a.cell_dim, spatial_stages=ss, hidden=a.hidden,
+        n_res=a.n_res, code_dim=a.code_dim, codebook_size=a.codebook_size, code_groups=a.code_groups,
         padding=pad,
     )  # fmt: skip
     prop = PropagatorConfig(
-        latent_shape=vq.latent_shape, code_dim=cfg.code_dim, n_cond=n_cond, hidden=cfg.prop_hidden,
-        n_blocks=cfg.prop_blocks, padding=pad,
+        latent_shape=vq.latent_shape, code_dim=a.code_dim, n_cond=n_cond, hidden=a.prop_hidden,
+        n_blocks=a.prop_blocks, padding=pad,
     )  # fmt: skip
     return vq, prop
 
@@ -198,107 +321,35 @@ def recon_loss(x_rec: jax.Array, x_true: jax.Array, x2: float, x4: float, f_spac
     return loss
 
 
-def _optimizer(lr: float, steps: int) -> optax.GradientTransformation:
-    warm = min(50, max(steps // 10, 1))
-    sched = optax.warmup_cosine_decay_schedule(0.0, lr, warm, max(steps, warm + 1), lr * 0.05)
-    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(sched))
+def _data_parallel(cfg: LatentTrainConfig, batch: int) -> DataParallel:
+    if batch % cfg.devices:
+        raise ConfigError(f"batch {batch} does not divide over {cfg.devices} devices")
+    return DataParallel(make_mesh(cfg.devices), batch)
 
 
-class _Placer:
-    """Mesh, replicated and batch shardings of a data-parallel run."""
-
-    def __init__(self, devices: int, batch: int):
-        self.mesh = make_mesh(devices)
-        if batch % devices:
-            raise ConfigError(f"batch {batch} does not divide over {devices} devices")
-        self.rep = NamedSharding(self.mesh, PartitionSpec())
-        self.batch = NamedSharding(self.mesh, PartitionSpec(DATA))
-
-    def replicate(self, tree):
-        # host copies first: leaves that share a buffer (e.g. codebook and EMA sum) cannot both be donated
-        return jax.tree.map(lambda a: jax.device_put(np.array(a), self.rep), tree)
-
-    def shard(self, *arrays):
-        return tuple(jax.device_put(np.asarray(a), self.batch) for a in arrays)
-
-
-class _Stage:
-    """Checkpoints of one training stage in ``directory`` (a :class:`CheckpointStore`): the state pytree
-    flattened to ``leaf_NNNNN`` arrays, the history so far and the train config as JSON."""
-
-    def __init__(self, directory: Path | None, name: str, cfg: LatentTrainConfig, template, resume: bool):
-        self.name, self.cfg, self.store = name, cfg, None
-        self.treedef = jax.tree.structure(template)
-        self.template = {f"leaf_{i:05d}": np.asarray(a) for i, a in enumerate(jax.tree.leaves(template))}
-        self.start, self.state, self.hist = 0, None, {}
-        if directory is None:
-            return
-        from faiser.run.checkpoint import CheckpointStore
-
-        self.store = CheckpointStore(directory, keep=2)
-        if resume and self.store.steps():
-            tree, meta = self.store.restore(target=self.template)
-            if meta.get("kind") != f"faiser-latent-{name}" or meta.get("train_config") != cfg.to_json():
-                raise CheckpointError(f"{directory} holds checkpoints of another training run or config")
-            self.start = int(meta["step"])
-            self.hist = {k: list(v) for k, v in meta.get("history", {}).items()}
-            self.state = jax.tree.unflatten(self.treedef, [tree[k] for k in sorted(tree)])
-
-    def save(self, step: int, state, hist: dict) -> None:
-        if self.store is None:
-            return
-        leaves = jax.tree.leaves(jax.device_get(state))
-        meta = {"kind": f"faiser-latent-{self.name}", "train_config": self.cfg.to_json(), "history": hist}
-        self.store.save(step, {f"leaf_{i:05d}": np.asarray(a) for i, a in enumerate(leaves)}, meta)
-
-    def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
-
-
-def _loop(
-    name: str, steps: int, step_fn: Callable, batch_fn: Callable, state, progress: bool, stage: _Stage | None = None,
-    every: int = 0,
-):  # fmt: skip
-    """Run steps ``stage.start .. steps - 1``; checkpoint every ``every`` steps and at the end (``stage``).
-
-    Returns ``(state, history)``; raises :class:`TrainingError` on a non-finite loss."""
-    from tqdm.auto import tqdm
-
-    start = stage.start if stage is not None else 0
-    hist: dict[str, list] = {k: list(v) for k, v in (stage.hist if stage is not None else {}).items()}
-    pending = None
-    bar = tqdm(total=steps, initial=start, desc=name, unit="step", disable=not progress, dynamic_ncols=True)
-
-    def record(s, metrics):
-        vals = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        if not math.isfinite(vals["loss"]):
-            raise TrainingError(f"{name}: non-finite loss at step {s}")
-        for k, v in vals.items():
-            hist.setdefault(k, []).append(v)
-        if s % 10 == 0 or s == steps - 1:
-            bar.set_postfix(loss=f"{vals['loss']:.4g}")
-
+def _checkpoints(
+    directory: Path | None, name: str, label: str, cfg: LatentTrainConfig, init, resume: bool
+) -> tuple[CheckpointStage | None, int, Any, History]:
+    """``(stage, start, state, history)`` of a stage: its checkpoints (``directory``: a
+    :class:`~faiser.run.checkpoint.CheckpointStore`; the state flattened to ``leaf_NNNNN`` arrays, the
+    history so far and the train config as JSON) and, with ``resume``, where the newest one left off."""
+    hist = History(label)
+    if directory is None:
+        return None, 0, init, hist
+    stage = CheckpointStage(
+        directory, f"faiser-latent-{name}", init, meta={"train_config": cfg.to_json()}, keep=2, with_history=True
+    )
+    if not (resume and stage.steps()):
+        return stage, 0, init, hist
     try:
-        for s in range(start, steps):
-            state, metrics = step_fn(state, *batch_fn(s))
-            if pending is not None:
-                record(*pending)
-            pending = (s, metrics)
-            bar.update(1)
-            if stage is not None and every and (s + 1) % every == 0 and s + 1 < steps:
-                record(*pending)
-                pending = None
-                stage.save(s + 1, state, hist)
-        if pending is not None:
-            record(*pending)
-        if stage is not None and steps > start:
-            stage.save(steps, state, hist)
-    finally:
-        bar.close()
-        if stage is not None:
-            stage.close()
-    return state, {k: np.asarray(v) for k, v in hist.items()}
+        state, meta = stage.restore()
+    except CheckpointError as e:
+        stage.close()
+        raise CheckpointError(f"{directory} holds checkpoints of another training run or config ({e})") from None
+    if meta.get("train_config") != cfg.to_json():
+        stage.close()
+        raise CheckpointError(f"{directory} holds checkpoints of another training run or config")
+    return stage, int(meta["step"]), state, History(label, meta.get("history", {}))
 
 
 def train_vqvae6d(
@@ -306,17 +357,19 @@ def train_vqvae6d(
     checkpoint_dir: Path | None = None, resume: bool = False,
 ) -> tuple[PhaseSpaceVQVAE, dict]:  # fmt: skip
     """Stage 1: fit the 6D VQ-VAE on snapshots ``x`` ``(N, nx, ny, nz, nv...)`` and fields ``(N, nx, ny, nz, 6)``."""
-    place = _Placer(cfg.devices, cfg.ae_batch)
+    ae, w = cfg.autoencoder, cfg.loss
+    dp = _data_parallel(cfg, ae.batch)
     model = PhaseSpaceVQVAE(vq_cfg, rngs=nnx.Rngs(cfg.seed))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx = _optimizer(cfg.ae_lr, cfg.ae_steps)
-    p0 = _pure(params)
+    tx = ae.optimizer()
+    p0 = pure(params)
     init = {
-        "params": p0, "codebook": _pure(rest), "opt": tx.init(p0), "step": jnp.zeros((), jnp.int32),
+        "params": p0, "codebook": pure(rest), "opt": tx.init(p0), "step": jnp.zeros((), jnp.int32),
         "key": jax.random.key_data(jax.random.key(cfg.seed)),
     }  # fmt: skip
-    stage = _Stage(checkpoint_dir, "vqvae", cfg, init, resume)
-    state = place.replicate(stage.state if stage.state is not None else init)
+    label = "latent: 6D VQ-VAE"
+    stage, start, state, hist = _checkpoints(checkpoint_dir, "vqvae", label, cfg, init, resume)
+    state = dp.replicate(state)
     x2 = float(np.mean(x.astype(np.float64) ** 2)) or 1.0
     x4 = float(np.mean(x.astype(np.float64) ** 4)) or 1.0
 
@@ -328,37 +381,39 @@ def train_vqvae6d(
             m = nnx.merge(graphdef, nnx.State(p), nnx.State(st["codebook"]))
             z = m.encode_continuous(xb, fb)
             q = m.vq(z)
-            warm = s < cfg.vq_warmup_steps
+            warm = s < ae.vq_warmup_steps
             xr, fr = m.decode_latent(jnp.where(warm, z, q.quantized))
-            rec = recon_loss(xr, xb, x2, x4, cfg.f_space_weight)
+            rec = recon_loss(xr, xb, x2, x4, w.f_space_weight)
             lf = jnp.mean((fr - fb) ** 2)
             lm = moment_loss(xr, xb)
-            loss = rec + cfg.field_weight * lf + cfg.moment_weight * lm + jnp.where(warm, 0.0, q.commitment_loss)
+            loss = rec + w.field_weight * lf + w.moment_weight * lm + jnp.where(warm, 0.0, q.commitment_loss)
             return loss, (rec, lf, lm, q)
 
         (loss, (rec, lf, lm, q)), g = jax.value_and_grad(loss_fn, has_aux=True)(st["params"])
         upd, opt = tx.update(g, st["opt"], st["params"])
         params = optax.apply_updates(st["params"], upd)
         m = nnx.merge(graphdef, nnx.State(params), nnx.State(st["codebook"]))
-        m.quantizer.update_codebook(q.encodings, q.indices, key=key, restart_unused=s == cfg.vq_warmup_steps)
+        m.quantizer.update_codebook(q.encodings, q.indices, key=key, restart_unused=s == ae.vq_warmup_steps)
         _, _, r = nnx.split(m, nnx.Param, ...)
-        new = {"params": params, "codebook": _pure(r), "opt": opt, "step": s + 1, "key": st["key"]}
+        new = {"params": params, "codebook": pure(r), "opt": opt, "step": s + 1, "key": st["key"]}
         return new, {"loss": loss, "recon": rec, "fields": lf, "moments": lm, "perplexity": q.perplexity,
-                     "grad_norm": _global_norm(g)}  # fmt: skip
+                     "grad_norm": global_norm(g)}  # fmt: skip
 
-    jstep = jax.jit(step, in_shardings=(place.rep, place.batch, place.batch), out_shardings=(place.rep, place.rep),
-                    donate_argnums=(0,))  # fmt: skip
+    jstep = dp.jit_step(step, dp.batch, dp.batch)
     n = x.shape[0]
 
     def batch(s):
-        ids = np.sort(np.random.default_rng([cfg.seed, 1, s]).choice(n, cfg.ae_batch, replace=n < cfg.ae_batch))
-        return place.shard(x[ids], fields[ids])
+        ids = np.sort(np.random.default_rng([cfg.seed, 1, s]).choice(n, ae.batch, replace=n < ae.batch))
+        return dp.shard(x[ids]), dp.shard(fields[ids])
 
-    state, hist = _loop("latent: 6D VQ-VAE", cfg.ae_steps, jstep, batch, state, progress, stage, cfg.checkpoint_every)
+    state, hist = run_loop(
+        jstep, (batch(s) for s in range(start, ae.steps)), state, steps=ae.steps, start=start, name=label,
+        progress=progress, history=hist, checkpoint=stage, every=cfg.checkpoint_every,
+    )  # fmt: skip
     host = jax.device_get(state)
     model = nnx.merge(graphdef, nnx.State(jax.tree.map(jnp.asarray, host["params"])),
                       nnx.State(jax.tree.map(jnp.asarray, host["codebook"])))  # fmt: skip
-    return model, hist
+    return model, hist.arrays()
 
 
 def encode_all(model: PhaseSpaceVQVAE, x: np.ndarray, fields: np.ndarray, batch: int = 8) -> np.ndarray:
@@ -394,7 +449,8 @@ def make_unroll_loss(
     normalized VDF targets; ``ft`` ``(K, B, nx.., 6)``; ``cond`` ``(B, n_cond)``.
     """
     vq_gd, vq_state = nnx.split(vq)
-    decode = cfg.f_weight > 0 or cfg.moment_weight > 0
+    pc, w = cfg.propagator, cfg.loss
+    decode = pc.f_weight > 0 or w.moment_weight > 0
 
     def loss(pp, z0, zt, xt, ft, cond, vq_state=vq_state):
         p = nnx.merge(prop_graphdef, nnx.State(pp))
@@ -403,24 +459,24 @@ def make_unroll_loss(
         def one(z, tgt):
             zk, xk, fk = tgt
             zn = p(z, cond)
-            if cfg.requantize:
+            if pc.requantize:
                 zn = model.quantize(zn)
             parts = [jnp.mean((zn - zk) ** 2) / z_var]
             if decode:
                 xr, fr = model.decode_latent(zn)
                 parts += [
-                    recon_loss(xr, xk, x2, x4, cfg.f_space_weight) + cfg.field_weight * jnp.mean((fr - fk) ** 2),
+                    recon_loss(xr, xk, x2, x4, w.f_space_weight) + w.field_weight * jnp.mean((fr - fk) ** 2),
                     moment_loss(xr, xk),
                 ]
             else:
                 parts += [jnp.zeros(()), jnp.zeros(())]
-            carry = jax.lax.stop_gradient(zn) if cfg.pushforward else zn
+            carry = jax.lax.stop_gradient(zn) if pc.pushforward else zn
             return carry, jnp.stack(parts)
 
-        body = jax.checkpoint(one) if cfg.remat else one
+        body = jax.checkpoint(one) if pc.remat else one
         _, parts = jax.lax.scan(body, z0, (zt, xt, ft))
         m = jnp.mean(parts, axis=0)
-        total = cfg.latent_weight * m[0] + cfg.f_weight * m[1] + cfg.moment_weight * m[2]
+        total = pc.latent_weight * m[0] + pc.f_weight * m[1] + w.moment_weight * m[2]
         return total, m
 
     return loss
@@ -432,14 +488,16 @@ def train_propagator(
 ) -> tuple[LatentPropagator, dict]:  # fmt: skip
     """Stage 2: train the propagator on latents ``Z`` ``(R, T, L..., D)`` with targets ``X`` ``(R, T, nx.., nv..)``,
     ``F`` ``(R, T, nx.., 6)`` and conditioning ``C`` ``(R, n_cond)``."""
-    place = _Placer(cfg.devices, cfg.prop_batch)
+    pc = cfg.propagator
+    dp = _data_parallel(cfg, pc.batch)
     prop = LatentPropagator(prop_cfg, rngs=nnx.Rngs(cfg.seed + 1))
     gd, params = nnx.split(prop, nnx.Param)
-    tx = _optimizer(cfg.prop_lr, cfg.prop_steps)
-    p0 = _pure(params)
+    tx = pc.optimizer()
+    p0 = pure(params)
     init = {"params": p0, "opt": tx.init(p0)}
-    stage = _Stage(checkpoint_dir, "propagator", cfg, init, resume)
-    state = place.replicate(stage.state if stage.state is not None else init)
+    label = "latent: propagator"
+    stage, start, state, hist = _checkpoints(checkpoint_dir, "propagator", label, cfg, init, resume)
+    state = dp.replicate(state)
     z_std = float(np.std(Z)) or 1.0
     x2 = float(np.mean(X.astype(np.float64) ** 2)) or 1.0
     x4 = float(np.mean(X.astype(np.float64) ** 4)) or 1.0
@@ -453,32 +511,32 @@ def train_propagator(
             "latent": parts[0],
             "f": parts[1],
             "moments": parts[2],
-            "grad_norm": _global_norm(g),
+            "grad_norm": global_norm(g),
         }
 
-    seq = NamedSharding(place.mesh, PartitionSpec(None, DATA))
-    jstep = jax.jit(step, in_shardings=(place.rep, place.batch, seq, seq, seq, place.batch),
-                    out_shardings=(place.rep, place.rep), donate_argnums=(0,))  # fmt: skip
-    starts = windows(Z.shape[0], Z.shape[1], cfg.stride, cfg.unroll)
-    ks = cfg.stride * np.arange(1, cfg.unroll + 1)
+    seq = dp.batch_sharding(1)  # (unroll, batch, ...) targets
+    jstep = dp.jit_step(step, dp.batch, seq, seq, seq, dp.batch)
+    starts = windows(Z.shape[0], Z.shape[1], pc.stride, pc.unroll)
+    ks = pc.stride * np.arange(1, pc.unroll + 1)
 
     def batch(s):
         rng = np.random.default_rng([cfg.seed, 2, s])
-        pick = starts[rng.choice(len(starts), cfg.prop_batch, replace=len(starts) < cfg.prop_batch)]
+        pick = starts[rng.choice(len(starts), pc.batch, replace=len(starts) < pc.batch)]
         r, t0 = pick[:, 0], pick[:, 1]
         z0 = Z[r, t0]
-        if cfg.noise_std > 0:
-            z0 = z0 + (cfg.noise_std * z_std) * rng.standard_normal(z0.shape).astype(np.float32)
+        if pc.noise_std > 0:
+            z0 = z0 + (pc.noise_std * z_std) * rng.standard_normal(z0.shape).astype(np.float32)
         tt = t0[None, :] + ks[:, None]
         rr = np.broadcast_to(r[None, :], tt.shape)
-        return (jax.device_put(z0, place.batch), jax.device_put(Z[rr, tt], seq), jax.device_put(X[rr, tt], seq),
-                jax.device_put(F[rr, tt], seq), jax.device_put(C[r], place.batch))  # fmt: skip
+        return (dp.shard(z0), dp.shard(Z[rr, tt], seq), dp.shard(X[rr, tt], seq), dp.shard(F[rr, tt], seq),
+                dp.shard(C[r]))  # fmt: skip
 
-    state, hist = _loop(
-        "latent: propagator", cfg.prop_steps, jstep, batch, state, progress, stage, cfg.checkpoint_every
-    )
+    state, hist = run_loop(
+        jstep, (batch(s) for s in range(start, pc.steps)), state, steps=pc.steps, start=start, name=label,
+        progress=progress, history=hist, checkpoint=stage, every=cfg.checkpoint_every,
+    )  # fmt: skip
     prop = nnx.merge(gd, nnx.State(jax.tree.map(jnp.asarray, jax.device_get(state["params"]))))
-    return prop, hist
+    return prop, hist.arrays()
 
 
 def prepare(data: Trajectories, cfg: LatentTrainConfig) -> tuple[Normalization, np.ndarray, np.ndarray, np.ndarray]:
@@ -524,7 +582,7 @@ def train_latent(
         vqvae, Z, X, F, C, prop_cfg, cfg, progress, ck / "propagator" if ck else None, resume
     )
     t2 = time.perf_counter()
-    D = cfg.stride * data.snapshot_steps
+    D = cfg.propagator.stride * data.snapshot_steps
 
     def summary(h):
         return {k: [float(v[0]), float(v[-1])] for k, v in h.items()} if h else {}

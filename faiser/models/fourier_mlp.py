@@ -10,12 +10,9 @@ A VDF is represented by the weights of a small MLP ``g_w : [-1, 1]^3 -> log f``:
 VDF. The weights of one VDF are one flat vector of :attr:`FourierMLPConfig.n_params` numbers
 (stored as float16 or float32: ``n_params * 2`` or ``* 4`` bytes).
 
-Fitting (:func:`fit_mlp`) runs ``steps`` Adam steps (cosine-decayed learning rate) on a random
-subsample of ``n_samples`` velocity cells per step, for a whole batch of VDFs at once under one
-compiled ``jax.jit(jax.vmap(...))``. The target is standardized per VDF during the fit and the
-mean / standard deviation are folded into the last layer afterwards, so the exported weights
-alone reproduce ``log f``. The cell subsample of a step and the initial weights depend only on
-``seed`` and the step, so a VDF's weights do not depend on which other VDFs share its batch.
+The fit (:func:`faiser.train.fourier_mlp.fit_mlp`: Adam on random cell subsamples, vmapped over a
+batch of VDFs) lives with the other trainers in :mod:`faiser.train`; this module holds the network,
+its evaluation (:func:`eval_mlp`) and the stored form of the weights.
 
 Shapes: ``log_f`` batches are ``(batch, n, n, n)`` (any cell shape, flattened to ``(batch, N)``),
 ``coords`` are ``(N, 3)`` in ``[-1, 1]`` in the same (C) order; weights are ``(batch, n_params)``.
@@ -29,19 +26,22 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from faiser.config import JsonConfig
 from faiser.errors import ConfigError
 
 __all__ = [
     "FourierMLPConfig",
+    "apply_mlp",
     "eval_mlp",
     "export_weights",
-    "fit_mlp",
+    "flatten_weights",
     "fourier_matrix",
     "grid_coords",
     "import_weights",
+    "init_weights",
+    "mlp_features",
+    "unflatten_weights",
 ]
 
 _ACTS = {"gelu": jax.nn.gelu, "relu": jax.nn.relu, "silu": jax.nn.silu, "tanh": jnp.tanh, "sin": jnp.sin}
@@ -124,7 +124,8 @@ def grid_coords(shape: int | tuple[int, ...], dim: int = 3) -> np.ndarray:
     return np.stack([m.reshape(-1) for m in mesh], axis=-1).astype(np.float32)
 
 
-def _features(coords: jax.Array, config: FourierMLPConfig) -> jax.Array:
+def mlp_features(coords: jax.Array, config: FourierMLPConfig) -> jax.Array:
+    """Input features ``(N, n_features)`` of coordinates ``(N, dim)``: ``[sin(2 pi v B), cos(2 pi v B)(, v)]``."""
     b = jnp.asarray(fourier_matrix(config))
     proj = 2.0 * jnp.pi * (coords.astype(jnp.float32) @ b)
     feats = [jnp.sin(proj), jnp.cos(proj)]
@@ -133,7 +134,8 @@ def _features(coords: jax.Array, config: FourierMLPConfig) -> jax.Array:
     return jnp.concatenate(feats, axis=-1)
 
 
-def _unflatten(w: jax.Array, config: FourierMLPConfig) -> list[tuple[jax.Array, jax.Array]]:
+def unflatten_weights(w: jax.Array, config: FourierMLPConfig) -> list[tuple[jax.Array, jax.Array]]:
+    """A flat weight vector ``(n_params,)`` as ``[(W, b), ...]`` per layer."""
     s = config.layer_sizes
     layers, o = [], 0
     for a, b in zip(s[:-1], s[1:]):
@@ -144,14 +146,15 @@ def _unflatten(w: jax.Array, config: FourierMLPConfig) -> list[tuple[jax.Array, 
     return layers
 
 
-def _flatten(layers: list[tuple[jax.Array, jax.Array]]) -> jax.Array:
+def flatten_weights(layers: list[tuple[jax.Array, jax.Array]]) -> jax.Array:
+    """Inverse of :func:`unflatten_weights`."""
     return jnp.concatenate([jnp.concatenate([W.reshape(-1), b]) for W, b in layers])
 
 
-def _apply(w: jax.Array, feats: jax.Array, config: FourierMLPConfig) -> jax.Array:
+def apply_mlp(w: jax.Array, feats: jax.Array, config: FourierMLPConfig) -> jax.Array:
     """MLP output ``(N,)`` of one weight vector ``(n_params,)`` on features ``(N, n_features)``."""
     act = _ACTS[config.activation]
-    layers = _unflatten(w, config)
+    layers = unflatten_weights(w, config)
     h = feats
     for W, b in layers[:-1]:
         h = act(h @ W + b)
@@ -159,95 +162,21 @@ def _apply(w: jax.Array, feats: jax.Array, config: FourierMLPConfig) -> jax.Arra
     return (h @ W + b)[:, 0]
 
 
-def _init(key: jax.Array, config: FourierMLPConfig) -> jax.Array:
+def init_weights(key: jax.Array, config: FourierMLPConfig) -> jax.Array:
+    """Initial flat weights (He-normal hidden layers, zero biases)."""
     s = config.layer_sizes
     layers = []
     for i, (a, b) in enumerate(zip(s[:-1], s[1:])):
         key, k = jax.random.split(key)
         scale = jnp.sqrt(2.0 / a) if i < len(s) - 2 else jnp.sqrt(1.0 / a)
         layers.append((jax.random.normal(k, (a, b), jnp.float32) * scale, jnp.zeros((b,), jnp.float32)))
-    return _flatten(layers)
-
-
-@partial(jax.jit, static_argnames=("config",))
-def _fit(y: jax.Array, feats: jax.Array, seed: jax.Array, config: FourierMLPConfig) -> tuple[jax.Array, jax.Array]:
-    n_cells = feats.shape[0]
-    m = min(config.n_samples, n_cells)
-    key = jax.random.key(seed)
-    w0 = _init(jax.random.fold_in(key, 0), config)
-    sched = optax.cosine_decay_schedule(config.lr, config.steps, alpha=config.lr_final / config.lr)
-    tx = optax.adam(sched)
-    full = m >= n_cells
-    # One cell subsample per step, shared by every VDF of the batch (a function of seed and step only).
-    step_keys = jax.random.split(jax.random.fold_in(key, 1), config.steps)
-
-    def fit_one(yv):
-        mu = jnp.mean(yv)
-        sd = jnp.maximum(jnp.std(yv), 1e-6)
-        t = (yv - mu) / sd
-        lo, hi = jnp.min(yv), jnp.max(yv)
-        cw = 1.0 + config.level_weight * (yv - lo) / jnp.maximum(hi - lo, 1e-12)
-
-        def loss(w, idx):
-            if full:
-                return jnp.sum(cw * (_apply(w, feats, config) - t) ** 2) / jnp.sum(cw)
-            c = cw[idx]
-            return jnp.sum(c * (_apply(w, feats[idx], config) - t[idx]) ** 2) / jnp.sum(c)
-
-        def step(carry, k):
-            w, opt = carry
-            idx = None if full else jax.random.randint(k, (m,), 0, n_cells)
-            lval, g = jax.value_and_grad(loss)(w, idx)
-            upd, opt = tx.update(g, opt, w)
-            return (optax.apply_updates(w, upd), opt), lval
-
-        (w, _), _ = jax.lax.scan(step, (w0, tx.init(w0)), step_keys)
-        final = jnp.mean((_apply(w, feats, config) - t) ** 2) * sd * sd  # full-grid MSE of log f
-        layers = _unflatten(w, config)
-        W, b = layers[-1]
-        layers[-1] = (W * sd, b * sd + mu)  # fold the standardization into the last layer
-        return _flatten(layers), final
-
-    return jax.vmap(fit_one)(y)
-
-
-def _prep(log_f, coords) -> tuple[jax.Array, jax.Array]:
-    y = jnp.asarray(log_f, jnp.float32)
-    c = jnp.asarray(coords, jnp.float32)
-    if c.ndim != 2:
-        raise ConfigError(f"coords must be (N, dim), got {c.shape}")
-    y = y.reshape(y.shape[0], -1)
-    if y.shape[1] != c.shape[0]:
-        raise ConfigError(f"log_f has {y.shape[1]} cells per VDF but coords has {c.shape[0]}")
-    return y, c
-
-
-def fit_mlp(
-    log_f, coords, config: FourierMLPConfig, seed: int = 0, *, return_loss: bool = False
-) -> jax.Array | tuple[jax.Array, jax.Array]:
-    """Fit one MLP per VDF.
-
-    Args:
-      log_f: ``(batch, n, n, n)`` (or ``(batch, N)``) log-scaled VDF values (e.g. normalized log10 f).
-      coords: ``(N, dim)`` cell coordinates in ``[-1, 1]`` (e.g. :func:`grid_coords`), same cell order.
-      config: architecture and fit settings.
-      seed: seed of the initial weights and of the cell subsamples.
-      return_loss: also return the full-grid mean squared error in ``log_f`` units ``(batch,)``.
-
-    Returns:
-      Weights ``(batch, config.n_params)`` float32 (and the losses when ``return_loss``).
-    """
-    y, c = _prep(log_f, coords)
-    if c.shape[1] != config.dim:
-        raise ConfigError(f"coords have dimension {c.shape[1]}, config.dim is {config.dim}")
-    w, loss = _fit(y, _features(c, config), jnp.asarray(seed, jnp.uint32), config)
-    return (w, loss) if return_loss else w
+    return flatten_weights(layers)
 
 
 @partial(jax.jit, static_argnames=("config",))
 def _eval(w: jax.Array, c: jax.Array, config: FourierMLPConfig) -> jax.Array:
-    feats = _features(c, config)
-    return jax.vmap(lambda wv: _apply(wv, feats, config))(w.astype(jnp.float32))
+    feats = mlp_features(c, config)
+    return jax.vmap(lambda wv: apply_mlp(wv, feats, config))(w.astype(jnp.float32))
 
 
 def eval_mlp(weights, coords, config: FourierMLPConfig) -> jax.Array:

@@ -38,7 +38,6 @@ Typical use::
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
@@ -50,12 +49,25 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from faiser.config import JsonConfig
-from faiser.errors import CheckpointError, ConfigError, DistributedError, TrainingError
+from faiser.errors import CheckpointError, ConfigError
 from faiser.models.vqvae3d import VQVAE3D, VQVAE3DConfig
-from faiser.parallel.mesh import DATA, make_mesh
+from faiser.parallel.mesh import DATA
+from faiser.train.loop import (
+    CheckpointStage,
+    DataParallel,
+    History,
+    global_norm,
+    host,
+    lr_schedule,
+    make_optimizer,
+    pure,
+    run_loop,
+    state_to_tree,
+    tree_to_state,
+)
 
 __all__ = ["TrainResult", "VQVAETrainConfig", "VQVAETrainer", "train_vqvae"]
 
@@ -127,22 +139,7 @@ class TrainResult(NamedTuple):
     resumed_from: int | None
 
 
-def _host(x) -> np.ndarray:
-    """A host copy of a (replicated, possibly multi-process) array."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        return np.asarray(x.addressable_data(0))
-    return np.asarray(x)
-
-
-def _global_norm(tree) -> jax.Array:
-    tree_mod = getattr(optax, "tree", None)
-    if tree_mod is not None and hasattr(tree_mod, "norm"):
-        return tree_mod.norm(tree)
-    return optax.global_norm(tree)  # pragma: no cover - older optax
-
-
-def _pure(state: nnx.State) -> dict:
-    return nnx.to_pure_dict(state) if hasattr(nnx, "to_pure_dict") else state.to_pure_dict()
+KIND = "faiser-vqvae3d-train"
 
 
 class VQVAETrainer:
@@ -160,52 +157,32 @@ class VQVAETrainer:
     def __init__(self, model_config: VQVAE3DConfig, train_config: VQVAETrainConfig, mesh: Mesh | None = None):
         self.model_config = model_config
         self.config = train_config
-        self.mesh = make_mesh() if mesh is None else mesh
-        axis = train_config.data_axis
-        if axis not in self.mesh.axis_names:
-            raise DistributedError(f"mesh axes {self.mesh.axis_names} have no data axis {axis!r}")
-        n_data = self.mesh.shape[axis]
-        if train_config.batch_size % n_data:
-            raise DistributedError(
-                f"batch_size {train_config.batch_size} does not divide over {n_data} devices of axis {axis!r}"
-            )
-        self.replicated = NamedSharding(self.mesh, PartitionSpec())
-        self.batch_sharding = NamedSharding(self.mesh, PartitionSpec(axis))
+        self.dp = DataParallel(mesh, train_config.batch_size, train_config.data_axis)
+        self.mesh = self.dp.mesh
+        self.replicated = self.dp.replicated
+        self.batch_sharding = self.dp.batch
         model = VQVAE3D(model_config, rngs=nnx.Rngs(train_config.seed))
         self.graphdef, params, rest = nnx.split(model, nnx.Param, ...)
         self._param_template = params
         self._rest_template = rest
         self.n_params = int(sum(np.size(a) for a in jax.tree.leaves(params)))
         self.tx = self._optimizer()
-        self._step = jax.jit(
-            self._train_step,
-            in_shardings=(self.replicated, self.batch_sharding, self.batch_sharding),
-            out_shardings=(self.replicated, self.replicated),
-            donate_argnums=(0,),
-        )
+        self._step = self.dp.jit_step(self._train_step, self.batch_sharding, self.batch_sharding)
 
     # -- construction -----------------------------------------------------------------------------
     def _schedule(self) -> optax.Schedule:
         c = self.config
-        warm = min(c.warmup_steps, max(c.steps - 1, 0))
-        return optax.warmup_cosine_decay_schedule(
-            init_value=0.0 if warm else c.lr, peak_value=c.lr, warmup_steps=warm,
-            decay_steps=max(c.steps, warm + 1), end_value=c.lr * c.lr_final,
-        )  # fmt: skip
+        return lr_schedule(c.lr, c.steps, min(c.warmup_steps, max(c.steps - 1, 0)), c.lr * c.lr_final)
 
     def _optimizer(self) -> optax.GradientTransformation:
         c = self.config
-        parts = []
-        if c.grad_clip:
-            parts.append(optax.clip_by_global_norm(c.grad_clip))
-        parts.append(optax.adamw(self._schedule(), b1=c.b1, b2=c.b2, weight_decay=c.weight_decay))
-        return optax.chain(*parts)
+        return make_optimizer(self._schedule(), grad_clip=c.grad_clip, weight_decay=c.weight_decay, b1=c.b1, b2=c.b2)
 
     def _host_state(self) -> dict[str, Any]:
-        params = _pure(self._param_template)
+        params = pure(self._param_template)
         return {
             "params": params,
-            "codebook": _pure(self._rest_template),
+            "codebook": pure(self._rest_template),
             "opt_state": self.tx.init(params),
             "step": np.zeros((), np.int32),
             "key": np.asarray(jax.random.key_data(jax.random.key(self.config.seed))),
@@ -217,12 +194,7 @@ class VQVAETrainer:
 
     def replicate(self, tree):
         """Place a pytree of host or device arrays replicated over the mesh (works on several processes)."""
-
-        def put(a):
-            a = np.asarray(_host(a))
-            return jax.make_array_from_callback(a.shape, self.replicated, lambda idx: a[idx])
-
-        return jax.tree.map(put, tree)
+        return self.dp.replicate(tree)
 
     def abstract_state(self) -> dict[str, Any]:
         """``jax.ShapeDtypeStruct`` pytree of the train state, replicated (a checkpoint restore target)."""
@@ -233,8 +205,8 @@ class VQVAETrainer:
 
     def model(self, state: Mapping[str, Any]) -> VQVAE3D:
         """A :class:`VQVAE3D` holding ``state``'s parameters and codebook (host copies)."""
-        params = jax.tree.map(lambda a: jnp.asarray(_host(a)), state["params"])
-        rest = jax.tree.map(lambda a: jnp.asarray(_host(a)), state["codebook"])
+        params = jax.tree.map(lambda a: jnp.asarray(host(a)), state["params"])
+        rest = jax.tree.map(lambda a: jnp.asarray(host(a)), state["codebook"])
         return nnx.merge(self.graphdef, nnx.State(params), nnx.State(rest))
 
     # -- the step ---------------------------------------------------------------------------------
@@ -275,7 +247,7 @@ class VQVAETrainer:
             restart=do_restart,
         )
         _, _, rest = nnx.split(model, nnx.Param, ...)
-        codebook = _pure(rest)
+        codebook = pure(rest)
         new_state = {
             "params": params,
             "codebook": codebook,
@@ -290,7 +262,7 @@ class VQVAETrainer:
             "perplexity": q.perplexity,
             "usage": q.usage,
             "restarted": info["restarted"],
-            "grad_norm": _global_norm(grads),
+            "grad_norm": global_norm(grads),
             "lr": self._schedule()(step),
         }
         return new_state, metrics
@@ -307,14 +279,7 @@ class VQVAETrainer:
             raise ConfigError(f"batch of {x.shape[0]} windows, train_config.batch_size is {b}")
         if mask is None:
             mask = np.ones((b,), bool)
-
-        def put(a):
-            if isinstance(a, jax.Array):
-                return a if a.sharding == self.batch_sharding else jax.device_put(a, self.batch_sharding)
-            a = np.asarray(a)
-            return jax.make_array_from_callback(a.shape, self.batch_sharding, lambda idx: a[idx])
-
-        return put(x), put(mask)
+        return self.dp.shard(x), self.dp.shard(mask)
 
     def step(self, state: dict[str, Any], x, mask=None) -> tuple[dict[str, Any], dict[str, jax.Array]]:
         """One train step: ``(state, metrics)``; ``state`` is donated (do not reuse the argument)."""
@@ -322,28 +287,26 @@ class VQVAETrainer:
         return self._step(state, xs, ms)
 
     # -- checkpoints ------------------------------------------------------------------------------
-    def _meta(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        return {
-            "kind": "faiser-vqvae3d-train",
-            "model_config": self.model_config.to_json(),
-            "train_config": self.config.to_json(),
-            **(dict(extra) if extra else {}),
-        }
+    def _meta(self) -> dict[str, Any]:
+        return {"model_config": self.model_config.to_json(), "train_config": self.config.to_json()}
+
+    def checkpoint_stage(self, store, keep: int | None = 3) -> CheckpointStage:
+        """The :class:`~faiser.train.loop.CheckpointStage` of this trainer's state in ``store`` (a
+        :class:`~faiser.run.checkpoint.CheckpointStore` or its directory)."""
+        return CheckpointStage(store, KIND, self.abstract_state(), meta=self._meta(), keep=keep)
 
     def state_to_tree(self, state: Mapping[str, Any]) -> dict[str, Any]:
         """The train state as a flat ``{"leaf_00000": array, ...}`` dict (what checkpoints store)."""
-        return {f"leaf_{i:05d}": a for i, a in enumerate(jax.tree.leaves(state))}
+        return state_to_tree(state)
 
     def tree_to_state(self, tree: Mapping[str, Any]) -> dict[str, Any]:
         """Inverse of :meth:`state_to_tree` (arrays placed replicated over the mesh)."""
-        treedef = jax.tree.structure(self.abstract_state())
-        leaves = [tree[f"leaf_{i:05d}"] for i in range(treedef.num_leaves)]
-        return self.replicate(jax.tree.unflatten(treedef, leaves))
+        return self.replicate(tree_to_state(tree, self.abstract_state()))
 
     def save(self, store, state: Mapping[str, Any], extra_meta: Mapping[str, Any] | None = None) -> int:
         """Save ``state`` to a :class:`~faiser.run.checkpoint.CheckpointStore` as its step; returns the step."""
-        step = int(_host(state["step"]))
-        store.save(step, self.state_to_tree(state), self._meta(extra_meta))
+        step = int(host(state["step"]))
+        self.checkpoint_stage(store).save(step, state, extra=extra_meta)
         return step
 
     def restore(self, store, step: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -352,16 +315,13 @@ class VQVAETrainer:
         Raises:
           CheckpointError: no checkpoint, or one written for another model or train config.
         """
-        target = self.state_to_tree(self.abstract_state())
-        tree, meta = store.restore(step=step, target=target)
-        if meta.get("kind") != "faiser-vqvae3d-train":
-            raise CheckpointError(f"checkpoint step {meta.get('step')} is not a VQ-VAE training checkpoint")
+        state, meta = self.checkpoint_stage(store).restore(step)
         if VQVAE3DConfig.from_json(meta["model_config"]) != self.model_config:
             raise CheckpointError("checkpoint was written for a different VQVAE3DConfig")
         saved = VQVAETrainConfig.from_json(meta["train_config"])
         if dataclasses.replace(saved, steps=self.config.steps) != self.config:
             raise CheckpointError("checkpoint was written with different training settings (other than steps)")
-        return self.tree_to_state(tree), meta
+        return self.replicate(state), meta
 
 
 # ---- data ---------------------------------------------------------------------------------------------
@@ -444,73 +404,40 @@ def train_vqvae(
       TrainingError: a non-finite loss (the step is named).
       CheckpointError: a checkpoint of another model / config in ``checkpoint_dir``.
     """
-    from tqdm.auto import tqdm
-
     tr = trainer or VQVAETrainer(model_config, train_config, mesh)
     if tr.model_config != model_config or tr.config != train_config:
         raise ConfigError("trainer was built for other configs")
     c = train_config
-    store = None
+    stage = None
     resumed_from = None
     state = None
     if checkpoint_dir is not None:
-        from faiser.run.checkpoint import CheckpointStore
-
-        store = CheckpointStore(checkpoint_dir, keep=keep)
-        if resume and store.steps():
-            state, meta = tr.restore(store)
-            resumed_from = int(meta["step"])
-            if _is_loader(data):
-                if "loader" not in meta:
-                    raise CheckpointError("checkpoint holds no loader position to resume the loader from")
-                data.load_state_dict(meta["loader"])
-            elif not isinstance(data, np.ndarray | jax.Array):
-                warnings.warn("resuming with a plain iterable: its position is not restored", stacklevel=2)
+        stage = tr.checkpoint_stage(checkpoint_dir, keep=keep)
+        try:
+            if resume and stage.steps():
+                state, meta = tr.restore(stage.store)
+                resumed_from = int(meta["step"])
+                if _is_loader(data):
+                    if "loader" not in meta:
+                        raise CheckpointError("checkpoint holds no loader position to resume the loader from")
+                    data.load_state_dict(meta["loader"])
+                elif not isinstance(data, np.ndarray | jax.Array):
+                    warnings.warn("resuming with a plain iterable: its position is not restored", stacklevel=2)
+        except BaseException:
+            stage.close()
+            raise
     if state is None:
         state = tr.init_state()
-    start = int(_host(state["step"]))
-    n_steps = max(c.steps - start, 0)
-    names = ("loss", "recon", "commit", "perplexity", "usage", "restarted", "grad_norm", "lr")
-    hist: dict[str, list] = {k: [] for k in ("step", *names)}
-
-    def record(s: int, metrics: dict) -> None:
-        vals = {k: _host(metrics[k]) for k in names}
-        if not math.isfinite(float(vals["loss"])):
-            raise TrainingError(f"non-finite loss {float(vals['loss'])} at step {s} (lr {float(vals['lr']):.3g})")
-        hist["step"].append(s)
-        for k in names:
-            hist[k].append(vals[k])
+    start = int(host(state["step"]))
 
     def meta_extra() -> dict:
         return {"loader": data.state_dict()} if _is_loader(data) else {}
 
     t0 = time.perf_counter()
-    pending: tuple[int, dict] | None = None
-    bar = tqdm(total=c.steps, initial=start, disable=not progress, desc="vqvae", unit="step", dynamic_ncols=True)
-    try:
-        s = start
-        for x, mask in _batches(data, start, n_steps, c.batch_size, c.seed):
-            state, metrics = tr.step(state, x, mask)
-            if pending is not None:  # read the previous step's metrics: keeps one step in flight
-                record(*pending)
-                bar.set_postfix(loss=f"{float(hist['loss'][-1]):.4g}", ppl=f"{float(hist['perplexity'][-1]):.1f}")
-            pending = (s, metrics)
-            s += 1
-            bar.update(1)
-            if store is not None and checkpoint_every and s % checkpoint_every == 0 and s < c.steps:
-                record(*pending)
-                pending = None
-                tr.save(store, state, meta_extra())
-        if pending is not None:
-            record(*pending)
-        if s < c.steps:
-            raise TrainingError(f"data ran out after step {s} of {c.steps}")
-        if store is not None and s > start:
-            tr.save(store, state, meta_extra())
-    finally:
-        bar.close()
-        if store is not None:
-            store.close()
+    state, hist = run_loop(
+        tr.step, _batches(data, start, max(c.steps - start, 0), c.batch_size, c.seed), state, steps=c.steps,
+        start=start, name="vqvae", progress=progress, history=History("vqvae", with_step=True), checkpoint=stage,
+        every=checkpoint_every, extra_meta=meta_extra, show=("loss", "perplexity"),
+    )  # fmt: skip
     seconds = time.perf_counter() - t0
-    history = {k: np.asarray(v) for k, v in hist.items()}
-    return TrainResult(tr.model(state), state, history, seconds, resumed_from)
+    return TrainResult(tr.model(state), state, hist.arrays(), seconds, resumed_from)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import numpy as np
 import pytest
 
 from faiser.latent.data import Trajectories
 from faiser.latent.model import flat_state
-from faiser.train.latent import LatentTrainConfig, train_latent
+from faiser.latent.train import LatentTrainConfig, train_latent
 
 
 def _synthetic(runs: int = 2, times: int = 5) -> Trajectories:
@@ -36,12 +34,12 @@ def _synthetic(runs: int = 2, times: int = 5) -> Trajectories:
 @pytest.mark.skipif(len(jax.devices()) < 4, reason="needs 4 (fake) devices")
 def test_four_devices_match_one():
     data = _synthetic()
-    cfg = LatentTrainConfig(
+    cfg = LatentTrainConfig.of(
         ae_steps=6, prop_steps=5, ae_batch=4, prop_batch=4, unroll=2, hidden=8, cell_dim=8, code_dim=8, code_groups=2,
         prop_hidden=8, velocity_channels=4, codebook_size=16, vq_warmup_steps=2,
     )  # fmt: skip
     one = train_latent(data, cfg, progress=False)
-    four = train_latent(data, dataclasses.replace(cfg, devices=4), progress=False)
+    four = train_latent(data, cfg.replace(devices=4), progress=False)
     for mod in ("vqvae", "propagator"):
         a, b = flat_state(getattr(one, mod), mod), flat_state(getattr(four, mod), mod)
         for k in a:
@@ -56,4 +54,6 @@ def test_batch_must_divide_over_devices():
     if len(jax.devices()) < 3:
         pytest.skip("needs 3 devices")
     with pytest.raises(ConfigError, match="divide"):
-        train_latent(_synthetic(), LatentTrainConfig(ae_steps=1, prop_steps=1, ae_batch=4, devices=3), progress=False)
+        train_latent(
+            _synthetic(), LatentTrainConfig.of(ae_steps=1, prop_steps=1, ae_batch=4, devices=3), progress=False
+        )

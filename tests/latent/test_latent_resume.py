@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from faiser.cli import main
-from faiser.simulation import simulate
+from faiser.run.simulate import simulate
 
 SETS = [
     "ae_steps=10", "prop_steps=8", "checkpoint_every=2", "unroll=2", "hidden=8", "cell_dim=8", "code_dim=8",

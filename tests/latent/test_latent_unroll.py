@@ -4,7 +4,6 @@ pushforward stops the gradient between steps, and the moment loss."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
@@ -13,11 +12,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from faiser.config import config_keys
 from faiser.errors import ConfigError
+from faiser.latent.train import LatentTrainConfig, make_unroll_loss, moment_loss, windows
 from faiser.models.propagator import LatentPropagator, PropagatorConfig
 from faiser.models.quantizer import get_value, set_value
 from faiser.models.vqvae6d import PhaseSpaceVQVAE, PhaseSpaceVQVAEConfig
-from faiser.train.latent import LatentTrainConfig, make_unroll_loss, moment_loss, windows
 
 B = 2
 
@@ -57,10 +57,14 @@ def _batch(cfg: PhaseSpaceVQVAEConfig, K: int, n_cond: int, seed=0):
 def _cfg(**kw) -> LatentTrainConfig:
     """A train config; the f-space reconstruction term (``f_space_weight``, where the config has it) is off
     unless asked for, so the reconstruction part is the plain MSE of the model values over ``x2``."""
-    names = {f.name for f in dataclasses.fields(LatentTrainConfig)}
-    if "f_space_weight" in names:
+    if "f_space_weight" in _leaf_names():
         kw = {"f_space_weight": 0.0, **kw}
-    return LatentTrainConfig(**kw)
+    return LatentTrainConfig.of(**kw)
+
+
+def _leaf_names() -> set[str]:
+    """The bare key names of the (nested) train config."""
+    return {k.rsplit(".", 1)[-1] for k in config_keys(LatentTrainConfig)}
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +114,7 @@ def test_unroll_loss_matches_hand_written_unroll(small):
     np.testing.assert_allclose(parts0, [want[0], 0.0, 0.0], rtol=1e-5)
     np.testing.assert_allclose(loss0, want[0], rtol=1e-5)
 
-    if "f_space_weight" in {f.name for f in dataclasses.fields(LatentTrainConfig)}:
+    if "f_space_weight" in _leaf_names():
         # + f_space_weight x MSE of f / f_ref = max(x, 0)^2 over x4
         fn1 = make_unroll_loss(vq, gd, _cfg(unroll=K, remat=False, f_space_weight=0.25, **w), z_var=z_var, x2=x2,
                                x4=0.2)  # fmt: skip
@@ -229,4 +233,4 @@ def test_windows_and_config_errors():
         windows(1, 4, stride=2, unroll=2)
     for bad in ({"unroll": 0}, {"stride": 0}, {"prop_batch": 0}, {"noise_std": -1.0}, {"prop_lr": 0.0}):
         with pytest.raises(ConfigError):
-            LatentTrainConfig(**bad)
+            LatentTrainConfig.of(**bad)

@@ -8,11 +8,11 @@ from faiser.models.fourier_mlp import (
     FourierMLPConfig,
     eval_mlp,
     export_weights,
-    fit_mlp,
     fourier_matrix,
     grid_coords,
     import_weights,
 )
+from faiser.train.fourier_mlp import fit_mlp
 
 N = 24  # cells per axis of the test windows (32 in production; smaller keeps the test fast)
 FLOOR = 1e-6
