@@ -370,6 +370,10 @@ _PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 def sparse_moments(sb: SparseBlocks, mass: float = 1.0, max_blocks: int = 1 << 20) -> dict[str, np.ndarray]:
     """Moments of every cell straight from the blocks (no dense array), float64.
 
+    The block-sum form of :func:`faiser.vlasov.diagnostics.velocity_moments` (the definition of n, V
+    and P; the tests check that both agree): per block, the power sums of the cell centres come from
+    one small matrix product, so a cell costs its blocks, not its whole velocity mesh.
+
     Args:
       sb: the blocks (``f`` in s^3/m^6 and velocities in m/s give SI moments).
       mass: particle mass (kg for SI pressure).

@@ -13,6 +13,7 @@ from faiser.data.sparse_blocks import (
 )
 from faiser.errors import ConfigError
 from faiser.grid import PhaseSpaceGrid
+from faiser.vlasov.diagnostics import velocity_moments
 from faiser.vlasov.sparsity import apply_threshold
 
 
@@ -92,6 +93,13 @@ def test_sparse_moments_match_dense_moments():
     np.testing.assert_allclose(
         m["ptensor_offdiagonal"], np.stack([P(1, 2), P(0, 2), P(0, 1)], 1), rtol=1e-7, atol=1e-9 * np.abs(P(0, 0)).max()
     )
+    ref = velocity_moments(g, [mesh.v_centers(a) for a in range(3)], mesh.dv3, mass=2.0)  # the one definition
+    np.testing.assert_allclose(m["density"], ref["density"], rtol=1e-12)
+    np.testing.assert_allclose(m["bulk_velocity"], ref["bulk_velocity"], rtol=1e-10, atol=1e-12)
+    Pref = ref["pressure"]
+    np.testing.assert_allclose(m["ptensor_diagonal"], np.stack([Pref[:, a, a] for a in range(3)], 1), rtol=1e-9)
+    off = np.stack([Pref[:, 1, 2], Pref[:, 0, 2], Pref[:, 0, 1]], 1)
+    np.testing.assert_allclose(m["ptensor_offdiagonal"], off, rtol=1e-7, atol=1e-9 * np.abs(Pref[:, 0, 0]).max())
 
 
 def test_select_and_empty_cells():
