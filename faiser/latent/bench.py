@@ -163,16 +163,14 @@ def _variants(data, model, cfg, progress):
     """The four propagators over one trained VQ-VAE: latent, one_step, linear, persistence."""
     from faiser.latent.baselines import fit_linear_propagator, persistence
     from faiser.latent.model import LatentModel
-    from faiser.train.latent import encode_all, prepare, train_latent
+    from faiser.latent.train import encode_all, prepare, train_latent
 
-    one = train_latent(
-        data, dataclasses.replace(cfg, unroll=1, noise_std=0.0, pushforward=False), progress, vqvae=model.vqvae
-    )
+    one = train_latent(data, cfg.replace(unroll=1, noise_std=0.0, pushforward=False), progress, vqvae=model.vqvae)
     norm, X, F, C = prepare(data, cfg)
     R, T = X.shape[:2]
     Z = encode_all(model.vqvae, X.reshape(R * T, *X.shape[2:]), F.reshape(R * T, *F.shape[2:]))
     Z = Z.reshape(R, T, *Z.shape[1:])
-    lin = LatentModel(model.vqvae, fit_linear_propagator(Z, C, cfg.stride), norm, model.meta)
+    lin = LatentModel(model.vqvae, fit_linear_propagator(Z, C, cfg.propagator.stride), norm, model.meta)
     pers = LatentModel(model.vqvae, persistence(model.propagator.config), norm, model.meta)
     return {"latent": model, "one_step": one, "linear": lin, "persistence": pers}
 
@@ -180,12 +178,12 @@ def _variants(data, model, cfg, progress):
 def _bench_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
     from faiser.latent.data import load_trajectories
     from faiser.latent.rollout import rollout
-    from faiser.simulation import simulate
-    from faiser.train.latent import LatentTrainConfig, train_latent
+    from faiser.latent.train import LatentTrainConfig, train_latent
+    from faiser.run.simulate import simulate
 
     fam = _family(name, s)
     case, every = fam["case"], fam["save_every"]
-    from faiser.simulation import resolve_config
+    from faiser.run.simulate import resolve_config
 
     dt = float(resolve_config(case, fam["base"]).dt)
     D = every  # stride 1: one latent step per snapshot interval
@@ -202,7 +200,7 @@ def _bench_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
     sim_s = time.perf_counter() - t0
     data = load_trajectories(train_dirs)
     steps = (10, 10) if s.tiny else (s.ae_steps, s.prop_steps)
-    cfg = LatentTrainConfig(
+    cfg = LatentTrainConfig.of(
         ae_steps=steps[0], prop_steps=steps[1], unroll=min(s.unroll, s.horizon), noise_std=s.noise_std,
         pushforward=s.pushforward, ae_batch=s.batch, prop_batch=s.batch, seed=s.seed,
         **({"hidden": 8, "cell_dim": 8, "code_dim": 8, "prop_hidden": 8, "velocity_channels": 4} if s.tiny else {}),
@@ -334,14 +332,14 @@ def speed_scan(s: BenchLatentSettings) -> list[dict]:
     """Wall time of the reference and of an (untrained) latent rollout of the shock at several grid sizes."""
     from flax import nnx
 
+    from faiser.cases import build_case
     from faiser.latent.data import Normalization
     from faiser.latent.model import LatentModel
     from faiser.latent.rollout import rollout
+    from faiser.latent.train import LatentTrainConfig, model_configs_for
     from faiser.models.propagator import LatentPropagator
     from faiser.models.vqvae6d import PhaseSpaceVQVAE
-    from faiser.simulation import resolve_config, simulate
-    from faiser.train.latent import LatentTrainConfig, model_configs_for
-    from faiser.vlasov.cases import build_case
+    from faiser.run.simulate import resolve_config, simulate
 
     fam = FAMILIES["shock"]
     D = fam["save_every"]

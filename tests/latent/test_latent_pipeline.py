@@ -14,8 +14,9 @@ from faiser.latent.bench import compare_runs
 from faiser.latent.data import load_trajectories
 from faiser.latent.model import flat_state, load_latent_model, save_latent_model
 from faiser.latent.rollout import rollout
-from faiser.simulation import CSV_COLUMNS, simulate
-from faiser.train.latent import LatentTrainConfig, train_latent
+from faiser.latent.train import LatentTrainConfig, train_latent
+from faiser.run.outputs import CSV_COLUMNS
+from faiser.run.simulate import simulate
 
 BASE = {"nx": 16, "nv": 32, "dt": 0.1, "k": 0.5, "t_end": 4.0, "vmax": 6.0}
 EVERY = 5  # snapshots every 5 steps: one latent step = 5 reference steps = 0.5 time units
@@ -38,7 +39,7 @@ def family(tmp_path_factory):
 def trained(family):
     root, runs = family
     data = load_trajectories([runs[0.05], runs[0.2]])
-    cfg = LatentTrainConfig(ae_steps=250, prop_steps=200, unroll=2, **TINY)
+    cfg = LatentTrainConfig.of(ae_steps=250, prop_steps=200, unroll=2, **TINY)
     model = train_latent(data, cfg, progress=False)
     save_latent_model(root / "model", model)
     return root / "model", model
@@ -82,7 +83,7 @@ def test_mass_of_decoded_rollout_equals_initial_mass(trained, tmp_path):
 def test_training_is_reproducible(family):
     _, runs = family
     data = load_trajectories([runs[0.05], runs[0.2]])
-    cfg = LatentTrainConfig(ae_steps=6, prop_steps=4, unroll=2, noise_std=0.1, **TINY)
+    cfg = LatentTrainConfig.of(ae_steps=6, prop_steps=4, unroll=2, noise_std=0.1, **TINY)
     a, b = train_latent(data, cfg, progress=False), train_latent(data, cfg, progress=False)
     for mod in ("vqvae", "propagator"):
         sa, sb = flat_state(getattr(a, mod), mod), flat_state(getattr(b, mod), mod)
