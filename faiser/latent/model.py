@@ -26,6 +26,7 @@ from flax import nnx
 
 from faiser.atomic import atomic_path, atomic_write_text
 from faiser.errors import CheckpointError, ConfigError
+from faiser.latent.config import LatentTrainConfig
 from faiser.latent.data import Normalization
 from faiser.models.propagator import LatentPropagator, PropagatorConfig
 from faiser.models.vqvae6d import PhaseSpaceVQVAE, PhaseSpaceVQVAEConfig
@@ -73,7 +74,7 @@ class LatentModel:
       vqvae, propagator: the networks. norm: the value transform and conditioning.
       meta: what it was trained on: ``case``, ``species``, ``grid`` (JSON), ``dt`` (reference step),
         ``steps_per_latent`` (D, reference steps per latent step), ``latent_dt`` (simulated time per
-        latent step), ``train_config`` (a :class:`~faiser.latent.train.LatentTrainConfig` as JSON),
+        latent step), ``train_config`` (a :class:`~faiser.latent.config.LatentTrainConfig` as JSON),
         ``runs``, ``history``.
     """
 
@@ -193,7 +194,7 @@ def load_latent_model(path: str | Path) -> LatentModel:
 
     Raises:
       CheckpointError: missing, corrupt or tampered files (the arrays' SHA-256 is checked), or a model
-        whose train config is not a :class:`~faiser.latent.train.LatentTrainConfig` of this version
+        whose train config is not a :class:`~faiser.latent.config.LatentTrainConfig` of this version
         (e.g. the flat layout of older files).
     """
     path = Path(path)
@@ -213,8 +214,6 @@ def load_latent_model(path: str | Path) -> LatentModel:
     if _digest(arrays) != doc.get("sha256"):
         raise CheckpointError(f"{path / 'model.npz'} does not match model.json (modified or truncated)")
     if "train_config" in doc:
-        from faiser.latent.train import LatentTrainConfig
-
         try:
             LatentTrainConfig.from_json(doc["train_config"])
         except (ConfigError, TypeError) as e:
