@@ -4,15 +4,15 @@
     python benchmarks/bench_mpi_scaling.py --ranks 1,2 --out mpi_scaling.json [--weak] [--set KEY=VALUE ...]
 
 For every rank count this launches ``mpirun -n R`` on itself in worker mode: each rank builds a
-``faiser bench stepper`` case (:data:`faiser.bench.STEPPER_CASES`), cuts its block
+``faiser bench stepper`` case (:data:`faiser.bench.stepper.STEPPER_CASES`), cuts its block
 (:class:`faiser.parallel.mpi.MpiStepper`), compiles a chunk of ``steps`` steps and times
-``repeats`` chunks; a chunk's time is the slowest rank's. With ``--weak`` the grid's x axis grows
+``repeats`` (>= 5) chunks; a chunk's time is the slowest rank's. With ``--weak`` the grid's x axis grows
 with the rank count (the same cells per rank), otherwise one grid is split over every count.
 
 Unlike fake CPU devices, MPI ranks are separate processes: pin each to its own core(s) (here XLA
 runs one thread per rank, ``--xla_cpu_multi_thread_eigen=false``, for every count, so one rank is
 one core) and the figures are a real parallel speed-up or weak-scaling efficiency on a CPU host.
-Output per case: per rank count the median time per step, cells per rank and, against the
+Output per case: per rank count the median (min, max) time per step, cells per rank and, against the
 smallest count, the speed-up and efficiency (strong) or ``weak_efficiency`` (time per step of the
 smallest count over this count's; 1 = perfect).
 """
@@ -37,28 +37,29 @@ def worker(case_names: list[str], overrides: dict, stretch_with_ranks: bool) -> 
     import numpy as np
     from mpi4py import MPI
 
-    from faiser.bench import STEPPER_CASES, _build, resolve_settings
+    from faiser.bench.common import summarize
+    from faiser.bench.stepper import STEPPER_CASES, build_stepper, resolve_settings
     from faiser.parallel.mpi import MpiStepper
 
     comm = MPI.COMM_WORLD
     ranks, rank = comm.Get_size(), comm.Get_rank()
-    settings = resolve_settings(overrides)
+    settings = resolve_settings(overrides).effective()
     out = {}
     for name in case_names:
         with jax.default_device(jax.devices("cpu")[0]):
-            stepper, state, dt = _build(STEPPER_CASES[name], settings, stretch=ranks if stretch_with_ranks else 1)
-        ms = MpiStepper(stepper, field_solve=settings["field_solve"])
+            stepper, state, dt = build_stepper(STEPPER_CASES[name], settings, ranks if stretch_with_ranks else 1)
+        ms = MpiStepper(stepper, field_solve=settings.field_solve)
         block = ms.shard(state)
         del state
-        n = settings["steps"]
+        n = settings.steps
         fn = jax.jit(lambda s, ms=ms, n=n: ms.multi_step(s, n))
         t0 = time.perf_counter()
         fn.lower(block).compile()
         compile_s = time.perf_counter() - t0
-        for _ in range(settings["warmup"]):
+        for _ in range(settings.warmup):
             block = jax.block_until_ready(fn(block))
         times = []
-        for _ in range(settings["repeats"]):
+        for _ in range(settings.repeats):
             comm.Barrier()
             t0 = time.perf_counter()
             block = jax.block_until_ready(fn(block))
@@ -72,7 +73,7 @@ def worker(case_names: list[str], overrides: dict, stretch_with_ranks: bool) -> 
         out[name] = {
             "ranks": ranks,
             "blocks": list(ms.blocks),
-            "field_solve": settings["field_solve"],
+            "field_solve": settings.field_solve,
             "grid_shape": list(stepper.grid.shape),
             "num_cells": stepper.grid.num_cells,
             "cells_per_rank": stepper.grid.num_cells // ranks,
@@ -80,6 +81,9 @@ def worker(case_names: list[str], overrides: dict, stretch_with_ranks: bool) -> 
             "steps": n,
             "step_s": times,
             "median_step_s": statistics.median(times),
+            "min_step_s": min(times),
+            "max_step_s": max(times),
+            "step_time": summarize(times),
             "compile_s": compile_s,
             "finite": bool(all_finite[0]),
         }
@@ -110,10 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
+    from faiser.bench.stepper import resolve_settings
     from faiser.config import parse_overrides
+    from faiser.errors import FaiserError
 
     overrides = parse_overrides(args.set)
     cases = [c for c in args.cases.split(",") if c.strip()]
+    try:
+        settings = resolve_settings({**overrides, "cases": cases}).effective()
+    except FaiserError as e:
+        print(f"bench_mpi_scaling: error: {e}", file=sys.stderr)
+        return 2
     if args.worker:
         worker(cases, overrides, args.weak)
         return 0
@@ -122,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_mpi_scaling: error: mpirun not found (install OpenMPI)", file=sys.stderr)
         return 2
     env = dict(os.environ, XLA_FLAGS=THREAD_FLAGS, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    from faiser.bench.env import environment
+
+    machine = environment()
     runs: dict[str, list[dict]] = {c: [] for c in cases}
-    for r in [int(x) for x in args.ranks.split(",") if x.strip()]:
+    counts = [int(x) for x in args.ranks.split(",") if x.strip()]
+    for r in counts:
         cmd = [mpirun, "-n", str(r), "--oversubscribe", "--bind-to", "core", sys.executable, __file__, "--worker"]
         cmd += ["--cases", ",".join(cases), *(["--weak"] if args.weak else [])]
         cmd += [x for kv in args.set for x in ("--set", kv)]
@@ -138,20 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     for rows in runs.values():
         _efficiencies(rows, args.weak)
 
-    from faiser.atomic import atomic_write_text
-    from faiser.bench import environment
+    from faiser.bench.common import document, write_json
+    from faiser.bench.env import finish
 
-    report = {
-        "benchmark": "mpi_scaling",
-        "mode": "weak" if args.weak else "strong",
-        "xla_flags": THREAD_FLAGS,
-        "settings": overrides,
-        "environment": environment(),
-        "cases": runs,
-    }
-    text = json.dumps(report, indent=2)
-    atomic_write_text(args.out, text + "\n")
-    print(text)
+    report = document(
+        "mpi_scaling", settings, finish(machine), mode="weak" if args.weak else "strong", ranks=counts,
+        xla_flags=THREAD_FLAGS, cases=runs,
+    )  # fmt: skip
+    write_json(args.out, report)
+    print(json.dumps(report, indent=2))
     return 0
 
 

@@ -3,8 +3,9 @@
 For each VDF set and codec setting it records the stored bytes (everything but the shared file
 header), the ratio against Vlasiator's sparse float32 storage of the same VDFs (payload only, and
 with the model amortized over ``amortize`` VDFs), the errors of :func:`faiser.codecs.metrics.evaluate`
-and encode / decode throughput in MB/s of raw float32 f; it writes the JSON and a rate-distortion
-plot (ratio vs relative L2, one line per codec, one panel per set).
+and encode / decode throughput in MB/s of raw float32 f (the median of ``repeats`` encodes and
+decodes, with min and max; a trainable codec's fit is timed once); it writes the JSON and a
+rate-distortion plot (ratio vs relative L2, one line per codec, one panel per set).
 
 Simulation sets: the last state of a short ``shock`` and ``khi`` run (3V meshes), thresholded with
 Vlasiator's block sparsity (``sparse_rel`` times the largest f of the run) so the reference is what
@@ -16,16 +17,17 @@ are fitted on a random half of its VDFs and measured on the other half.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
-import platform
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from faiser.atomic import atomic_write_text
+from faiser.bench.common import BenchSettings, document, resolve, summarize, time_repeats, write_json
+from faiser.bench.env import environment, finish
 from faiser.codecs.container import to_bytes
 from faiser.codecs.metrics import eps_m, evaluate
 from faiser.codecs.moments import maxwellian, moments
@@ -34,36 +36,85 @@ from faiser.codecs.registry import get_codec
 from faiser.data.sparse_blocks import VelocityMesh, dense_to_sparse, sparse_to_dense
 from faiser.errors import ConfigError, FaiserError
 
-DEFAULTS: dict[str, Any] = {
-    "cases": "shock,khi",
-    "vlsv": "",
-    "codecs": "maxwellian,zfp,sz3,pca,mlp,vqvae",
-    "zfp_tolerance": "1e-2,1e-3,1e-4",
-    "sz3_tolerance": "3e-3,1e-3,3e-4",
-    "pca_components": "4,16,32",
-    "mlp_hidden": "8,16",
-    "vqvae_codebook": "256",
-    "window": 16,
-    "max_vdfs": 400,
-    "eps_split": 0.1,
-    "sparse_rel": 1e-4,
-    "amortize": 1e5,
-    "seed": 0,
-    "shock": "t_end=20",
-    "khi": "nx=12,ny=12,nv=24,nv_z=0,t_end=60",
-    "vqvae_steps": 600,
-    "mlp_steps": 300,
-    "history_every": 20,
-    "max_train": 4000,
-}
+__all__ = ["CodecsSettings", "bench_codecs", "plot_rate_distortion", "resolve_codecs_settings"]
+
+CASES = ("shock", "khi")
+CODECS = ("sparse", "maxwellian", "zfp", "sz3", "pca", "mlp", "vqvae")
 
 
-def _floats(s) -> list[float]:
-    return [float(x) for x in str(s).split(",") if str(x).strip()]
+@dataclasses.dataclass(frozen=True)
+class CodecsSettings(BenchSettings):
+    """``--set`` keys of ``faiser bench codecs`` (and ``repeats``, ``tiny`` of :class:`BenchSettings`).
+
+    cases: simulated VDF sets (``shock``, ``khi``), each run with the case overrides of the key of
+    its name (``shock=t_end=20``: comma-separated ``KEY=VALUE`` of the case config). vlsv: VLSV
+    files whose VDFs are a set each. codecs: codecs measured; zfp_tolerance, sz3_tolerance,
+    pca_components, mlp_hidden, vqvae_codebook: the settings swept per codec (one row each).
+    window: PCA/MLP window (capped at the mesh). max_vdfs: VDFs per set at most (a random subset).
+    eps_split: the ``eps_M`` separating near- and non-Maxwellian VDFs. sparse_rel: Vlasiator's sparsity
+    threshold relative to the run's largest f. amortize: VDFs a model's bytes are shared over.
+    vqvae_steps, mlp_steps: training steps. history_every: steps between the training snapshots of a
+    run. max_train: training VDFs at most. repeats: encodes and decodes timed per row (median, min,
+    max; fits are timed once). tiny: small runs (shock nx=24, t_end=1.5; khi nx=ny=6, nv=8, t_end=2),
+    at most 64 VDFs and 5 training steps.
+    """
+
+    cases: tuple[str, ...] = CASES
+    vlsv: tuple[str, ...] = ()
+    codecs: tuple[str, ...] = ("maxwellian", "zfp", "sz3", "pca", "mlp", "vqvae")
+    zfp_tolerance: tuple[float, ...] = (1e-2, 1e-3, 1e-4)
+    sz3_tolerance: tuple[float, ...] = (3e-3, 1e-3, 3e-4)
+    pca_components: tuple[int, ...] = (4, 16, 32)
+    mlp_hidden: tuple[int, ...] = (8, 16)
+    vqvae_codebook: tuple[int, ...] = (256,)
+    window: int = 16
+    max_vdfs: int = 400
+    eps_split: float = 0.1
+    sparse_rel: float = 1e-4
+    amortize: float = 1e5
+    seed: int = 0
+    shock: str = "t_end=20"
+    khi: str = "nx=12,ny=12,nv=24,nv_z=0,t_end=60"
+    vqvae_steps: int = 600
+    mlp_steps: int = 300
+    history_every: int = 20
+    max_train: int = 4000
+
+    def __post_init__(self):
+        super().__post_init__()
+        strip = lambda items, sep=",": tuple(x.strip() for i in items for x in i.split(sep) if x.strip())  # noqa: E731
+        object.__setattr__(self, "cases", strip(self.cases))
+        object.__setattr__(self, "codecs", strip(self.codecs))
+        object.__setattr__(self, "vlsv", strip(self.vlsv, ";"))  # ";" kept from the older syntax
+        bad = [c for c in self.cases if c not in CASES]
+        if bad:
+            raise ConfigError(f"bench codecs cases are {' and '.join(CASES)}, not {', '.join(map(repr, bad))}")
+        bad = [c for c in self.codecs if c not in CODECS]
+        if bad:
+            raise ConfigError(f"unknown codec(s) {', '.join(map(repr, bad))} in codecs; known: {', '.join(CODECS)}")
+        self.check("window", self.window >= 4, "an integer >= 4")
+        self.check("max_vdfs", self.max_vdfs >= 1, "an integer >= 1")
+        self.check("amortize", self.amortize > 0, "a positive number")
+        self.check("max_train", self.max_train >= 1, "an integer >= 1")
+        for key in ("vqvae_steps", "mlp_steps", "history_every"):
+            self.check(key, getattr(self, key) >= 0, "an integer >= 0")
+        for key in ("shock", "khi"):
+            _kv(getattr(self, key))  # KEY=VALUE items, checked here
+
+    def effective(self) -> CodecsSettings:
+        """The settings measured: ``tiny`` applied."""
+        if not self.tiny:
+            return self
+        return dataclasses.replace(
+            self, shock=f"{self.shock},nx=24,t_end=1.5", khi=f"{self.khi},nx=6,ny=6,nv=8,t_end=2",
+            max_vdfs=min(self.max_vdfs, 64), vqvae_steps=min(self.vqvae_steps, 5), mlp_steps=min(self.mlp_steps, 5),
+            max_train=min(self.max_train, 256),
+        )  # fmt: skip
 
 
-def _ints(s) -> list[int]:
-    return [int(float(x)) for x in str(s).split(",") if str(x).strip()]
+def resolve_codecs_settings(overrides: Mapping[str, object] | CodecsSettings | None = None) -> CodecsSettings:
+    """:class:`CodecsSettings` with ``overrides``; unknown keys and bad values raise :class:`ConfigError`."""
+    return resolve(CodecsSettings, overrides)
 
 
 def _kv(s: str) -> dict[str, str]:
@@ -119,44 +170,40 @@ def _vlsv_set(path: str) -> tuple[np.ndarray, VelocityMesh, np.ndarray | None]:
         return f, vf.velocity_mesh(pop), B
 
 
-def _configs(names: list[str], s: dict[str, Any], nv: int) -> list[tuple[str, str, dict[str, Any]]]:
-    w = int(min(s["window"], max(4, nv)))
+def _configs(s: CodecsSettings, nv: int) -> list[tuple[str, str, dict[str, Any]]]:
+    w = int(min(s.window, max(4, nv)))
     out: list[tuple[str, str, dict[str, Any]]] = []
-    for name in names:
+    for name in s.codecs:
         if name == "maxwellian":
             out.append(("maxwellian", "maxwellian", {}))
         elif name in ("zfp", "sz3"):
-            for t in _floats(s[f"{name}_tolerance"]):
+            for t in getattr(s, f"{name}_tolerance"):
                 out.append((f"{name} tol={t:g}", name, {"tolerance": t}))
         elif name == "pca":
-            for k in _ints(s["pca_components"]):
+            for k in s.pca_components:
                 out.append((f"pca k={k}", "pca", {"components": k, "window": w}))
         elif name == "mlp":
-            for h in _ints(s["mlp_hidden"]):
-                out.append((f"mlp h={h}", "mlp", {"hidden": h, "window": w, "steps": int(s["mlp_steps"])}))
+            for h in s.mlp_hidden:
+                out.append((f"mlp h={h}", "mlp", {"hidden": h, "window": w, "steps": s.mlp_steps}))
         elif name == "vqvae":
             vw = 32 if w > 16 else 16
-            for k in _ints(s["vqvae_codebook"]):
-                kw = {"codebook_size": k, "window": vw, "steps": int(s["vqvae_steps"])}
-                out.append((f"vqvae K={k}", "vqvae", kw))
-        elif name != "sparse":
-            raise ConfigError(f"unknown codec {name!r} in codecs")
+            for k in s.vqvae_codebook:
+                out.append((f"vqvae K={k}", "vqvae", {"codebook_size": k, "window": vw, "steps": s.vqvae_steps}))
     return out
 
 
-def _run_one(label, name, settings, train, test, mesh, B, fm, sparse_per_vdf, s) -> dict[str, Any]:
+def _run_one(label, name, settings, train, test, mesh, B, fm, sparse_per_vdf, s: CodecsSettings) -> dict[str, Any]:
     codec = get_codec(name, settings)
     t_fit = 0.0
     if codec.trainable:
         t0 = time.perf_counter()
         codec.fit(train, mesh)
         t_fit = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    enc = codec.encode(test, mesh)
-    t_enc = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    rec = codec.decode(enc)
-    t_dec = time.perf_counter() - t0
+    last: dict[str, Any] = {}
+    t_enc = summarize(time_repeats(lambda: last.update(enc=codec.encode(test, mesh)), s.repeats))
+    enc = last["enc"]
+    t_dec = summarize(time_repeats(lambda: last.update(rec=codec.decode(enc)), s.repeats))
+    rec = last["rec"]
     data, counts = to_bytes({}, [enc.section()])
     stored = counts["payload"] + counts["side"]  # the file header is shared by a whole file: left out
     n = len(test)
@@ -167,41 +214,44 @@ def _run_one(label, name, settings, train, test, mesh, B, fm, sparse_per_vdf, s)
         "label": label, "codec": name, "settings": codec.settings_json, "n_vdfs": n,
         "bytes_per_vdf": per, "payload_bytes": counts["payload"], "side_bytes": counts["side"], "model_bytes": model,
         "ratio_vs_sparse": sparse_per_vdf / per if per else None,
-        "ratio_vs_sparse_with_model": sparse_per_vdf / (per + model / float(s["amortize"])) if per else None,
+        "ratio_vs_sparse_with_model": sparse_per_vdf / (per + model / s.amortize) if per else None,
         "ratio_vs_dense": test[0].size * 4 / per if per else None,
-        "encode_MBps": raw_mb / max(t_enc, 1e-9), "decode_MBps": raw_mb / max(t_dec, 1e-9), "fit_s": t_fit,
-    }
+        "encode_MBps": raw_mb / max(t_enc["median_s"], 1e-9), "decode_MBps": raw_mb / max(t_dec["median_s"], 1e-9),
+        "encode_s": t_enc, "decode_s": t_dec, "fit_s": t_fit,
+    }  # fmt: skip
     if "fallback" in enc.streams:
         row["fallback_fraction"] = float(np.unpackbits(enc.streams["fallback"].data, count=n).mean())
     row.update(evaluate(test, rec, mesh, B, fm))
     return row
 
 
-def bench_codecs(out: str | os.PathLike, overrides: dict[str, Any] | None = None, progress: bool = True) -> dict:
-    """Run the codec benchmark; writes ``out`` (JSON) and ``<out stem>_rd.png``; returns the JSON object."""
-    s = dict(DEFAULTS)
-    for k, v in (overrides or {}).items():
-        if k not in DEFAULTS:
-            raise ConfigError(f"unknown bench codecs key {k!r} (known: {', '.join(DEFAULTS)})")
-        s[k] = v
-    rng = np.random.default_rng(int(s["seed"]))
-    names = [c.strip() for c in str(s["codecs"]).split(",") if c.strip()]
+def bench_codecs(
+    out: str | os.PathLike, overrides: Mapping[str, object] | CodecsSettings | None = None, progress: bool = True
+) -> dict:
+    """Run the codec benchmark; writes ``out`` (JSON) and ``<out stem>_rd.png``; returns the JSON object.
+
+    ``overrides``: ``--set`` keys of :class:`CodecsSettings` (or the settings themselves). The JSON:
+    ``settings``, ``environment`` (machine, load average at start and end), ``machine`` (short
+    form), ``sets`` (per VDF set: sizes, ``eps_M``, Vlasiator's sparse bytes per VDF) and ``results``
+    (a row per set and codec setting: bytes, ratios, errors, ``encode_MBps`` / ``decode_MBps`` from
+    the median of ``repeats`` timings, ``encode_s`` / ``decode_s`` with median, min and max).
+    """
+    s = resolve_codecs_settings(overrides).effective()
+    env = environment()
+    rng = np.random.default_rng(s.seed)
     sets: dict[str, tuple] = {}
-    for case in filter(None, (c.strip() for c in str(s["cases"]).split(","))):
-        if case not in ("shock", "khi"):
-            raise ConfigError(f"bench codecs cases are shock and khi, not {case!r}")
-        f, mesh, B, hist = _simulated_set(case, _kv(s[case]), float(s["sparse_rel"]), int(s["history_every"]))
+    for case in s.cases:
+        f, mesh, B, hist = _simulated_set(case, _kv(getattr(s, case)), s.sparse_rel, s.history_every)
         keep = f.reshape(len(f), -1).sum(axis=1) > 0
         f, B = f[keep], B[keep]
         hist = hist[hist.reshape(len(hist), -1).sum(axis=1) > 0]
-        if len(hist) > int(s["max_train"]):
-            hist = hist[np.sort(rng.choice(len(hist), int(s["max_train"]), replace=False))]
+        if len(hist) > s.max_train:
+            hist = hist[np.sort(rng.choice(len(hist), s.max_train, replace=False))]
         e = eps_m(f, mesh)
-        split = float(s["eps_split"])
-        for tag, sel in (("near_maxwellian", e < split), ("non_maxwellian", e >= split)):
+        for tag, sel in (("near_maxwellian", e < s.eps_split), ("non_maxwellian", e >= s.eps_split)):
             if sel.sum() >= 4:
                 sets[f"{case}/{tag}"] = (f[sel], mesh, B[sel], e[sel], hist if len(hist) >= 8 else None)
-    for p in filter(None, (x.strip() for x in str(s["vlsv"]).split(";"))):
+    for p in s.vlsv:
         f, mesh, B = _vlsv_set(p)
         sets[f"vlsv:{Path(p).name}"] = (f, mesh, B, eps_m(f, mesh), None)
     if not sets:
@@ -213,9 +263,8 @@ def bench_codecs(out: str | os.PathLike, overrides: dict[str, Any] | None = None
 
         it = tqdm(it, desc="bench codecs", unit="set")
     for set_name, (f, mesh, B, e, hist) in it:
-        max_vdfs = int(s["max_vdfs"])
-        if len(f) > max_vdfs:
-            idx = np.sort(rng.choice(len(f), max_vdfs, replace=False))
+        if len(f) > s.max_vdfs:
+            idx = np.sort(rng.choice(len(f), s.max_vdfs, replace=False))
             f, B, e = f[idx], None if B is None else B[idx], e[idx]
         if hist is not None:  # train on the run's earlier snapshots, test on its last state
             train, test, Bt = hist, f, B
@@ -227,26 +276,23 @@ def bench_codecs(out: str | os.PathLike, overrides: dict[str, Any] | None = None
             e = e[perm[half:]] if len(f) > 1 else e
         sparse_per_vdf = sparse_nbytes(test, mesh) / len(test)
         fm = maxwellian(moments(test, mesh), mesh, dtype=np.float64)
-        info[set_name] = {"n_vdfs": int(len(f)), "n_test": int(len(test)), "n_train": int(len(train)),
-                          "mesh": mesh.to_json(),
-                          "eps_m_mean": float(e.mean()), "eps_m_min": float(e.min()), "eps_m_max": float(e.max()),
-                          "sparse_bytes_per_vdf": sparse_per_vdf, "dense_float32_bytes_per_vdf": test[0].size * 4}
-        for label, name, settings in _configs(names, s, min(mesh.nv)):
+        info[set_name] = {
+            "n_vdfs": int(len(f)), "n_test": int(len(test)), "n_train": int(len(train)), "mesh": mesh.to_json(),
+            "eps_m_mean": float(e.mean()), "eps_m_min": float(e.min()), "eps_m_max": float(e.max()),
+            "sparse_bytes_per_vdf": sparse_per_vdf, "dense_float32_bytes_per_vdf": test[0].size * 4,
+        }  # fmt: skip
+        for label, name, settings in _configs(s, min(mesh.nv)):
             try:
                 row = _run_one(label, name, settings, train, test, mesh, Bt, fm, sparse_per_vdf, s)
             except (ImportError, FaiserError) as exc:  # an optional extra missing, or a set too small to train on
                 row = {"label": label, "codec": name, "skipped": str(exc)}
             row["set"] = set_name
             results.append(row)
-    doc = {
-        "benchmark": "codecs", "settings": {k: s[k] for k in DEFAULTS},
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count()},
-        "sets": info, "results": results,
-    }
+    env = finish(env)
+    machine = {"platform": env["platform"], "processor": env["cpu_model"], "cpus": env["cpu_count"]}
+    doc = document("codecs", s, env, machine=machine, sets=info, results=results)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(doc, indent=2) + "\n")
+    write_json(out, doc)
     plot_rate_distortion(doc, out.with_name(out.stem + "_rd.png"))
     return doc
 

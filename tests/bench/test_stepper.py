@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -13,9 +12,10 @@ from faiser.bench import STEPPER_CASES, resolve_settings
 from faiser.cli import main
 from faiser.errors import ConfigError
 
-TINY = ["--set", "scale=0.03", "--set", "nv_scale=0.25", "--set", "steps=1", "--set", "repeats=1"]
+TINY = ["--set", "tiny=true"]  # scale 0.03, nv_scale 0.25, one step per chunk, 5 chunks
 ENV_KEYS = {
     "jax_version", "backend", "device_kind", "device_count", "cpu_count", "platform", "python_version",
+    "cpu_model", "git_commit", "date_utc", "load_average_start", "load_average_end",
 }  # fmt: skip
 CASE_KEYS = {
     "grid_shape", "num_cells", "dtype", "dt", "n_steps", "repeats", "compile_s", "chunk_s",
@@ -39,12 +39,13 @@ def test_bench_stepper_json(tiny_run, capsys):
     assert ENV_KEYS <= set(data["environment"])
     assert data["environment"]["device_count"] >= 1
     assert set(data["cases"]) == set(STEPPER_CASES)
-    assert data["settings"]["steps"] == 1 and data["settings"]["repeats"] == 1
+    assert data["settings"]["steps"] == 1 and data["settings"]["repeats"] == 5 and data["settings"]["tiny"] is True
+    assert data["settings"]["scale"] == 0.03 and data["settings"]["nv_scale"] == 0.25  # the sizes measured
     for name, r in data["cases"].items():
         assert CASE_KEYS <= set(r), name
         assert r["num_cells"] == math.prod(r["grid_shape"])
         assert r["num_cells"] > 0 and r["dtype"] == "float32"
-        assert r["n_steps"] == 1 and len(r["chunk_s"]) == 1
+        assert r["n_steps"] == 1 and len(r["chunk_s"]) == r["repeats"] == 5
         assert r["compile_s"] > 0 and r["median_step_s"] > 0
         assert 0 < r["min_step_s"] <= r["median_step_s"] <= r["max_step_s"]
         assert r["cell_updates_per_s"] == pytest.approx(r["num_cells"] / r["median_step_s"])
@@ -66,7 +67,8 @@ def test_bench_unknown_key_exit_2(tmp_path, capsys):
 @pytest.mark.parametrize(
     "overrides",
     [{"cases": "landau_1d1v,nope"}, {"cases": ""}, {"repeats": "0"}, {"steps": "1.5"}, {"dtype": "int8"},
-     {"loop": "scan"}, {"scale": "-1"}, {"nv_scale": "nan"}],
+     {"loop": "scan"}, {"scale": "-1"}, {"nv_scale": "nan"}, {"repeats": "4"}, {"devices": "0"},
+     {"field_solve": "everywhere"}, {"weak": "maybe"}, {"tiny": "2"}],
 )  # fmt: skip
 def test_bench_bad_values(overrides):
     with pytest.raises(ConfigError):
@@ -75,25 +77,25 @@ def test_bench_bad_values(overrides):
 
 def test_bench_settings_subset():
     s = resolve_settings({"cases": "2d3v, landau_1d1v", "repeats": "5", "steps": "10", "dtype": "float64"})
-    assert s["cases"] == ("2d3v", "landau_1d1v") and s["repeats"] == 5 and s["steps"] == 10
-    assert s["dtype"] == "float64" and s["loop"] == "multi_step"  # what simulate runs
-    assert resolve_settings({"loop": "step"})["loop"] == "step"
+    assert s.cases == ("2d3v", "landau_1d1v") and s.repeats == 5 and s.steps == 10
+    assert s.dtype == "float64" and s.loop == "multi_step"  # what simulate runs
+    assert resolve_settings({"loop": "step"}).loop == "step"
+    assert resolve_settings({"devices": "1,2,2", "weak": "1"}).devices == (1, 2) and resolve_settings({"weak": 1}).weak
+    assert resolve_settings().repeats == 5 and resolve_settings({"repeats": 7}).repeats == 7
 
 
-def test_benchmark_script_bad_key(tmp_path, capsys):
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_stepper.py"
-    spec = importlib.util.spec_from_file_location("bench_stepper_script", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert mod.main(["--out", str(tmp_path / "b.json"), "--set", "bogus=1"]) == 2
+def test_bench_stepper_bad_key_cli(tmp_path, capsys):
+    assert main(["bench", "stepper", "--out", str(tmp_path / "b.json"), "--set", "bogus=1"]) == 2
     assert "bogus" in capsys.readouterr().err
+    assert main(["bench", "stepper", "--out", str(tmp_path / "b.json"), "--set", "repeats=1"]) == 2
+    assert "repeats" in capsys.readouterr().err and not (tmp_path / "b.json").exists()
 
 
 def test_bench_stepper_weak_scaling(tmp_path):
     """``weak=1``: the x axis grows with the device count, so every device keeps the same cells."""
     out = tmp_path / "weak.json"
     args = ["--set", "cases=landau_1d1v", "--set", "scale=0.125", "--set", "nv_scale=0.0625", "--set", "steps=1"]
-    args += ["--set", "repeats=1", "--set", "warmup=0", "--set", "devices=1,2", "--set", "weak=1"]
+    args += ["--set", "warmup=0", "--set", "devices=1,2", "--set", "weak=1"]
     assert main(["bench", "stepper", *args, "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["cases"]["landau_1d1v"]["weak_scaling"]
     assert [r["devices"] for r in rows] == [1, 2]

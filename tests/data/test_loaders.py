@@ -340,39 +340,6 @@ def test_bad_arguments(data):
         VdfLoader(data, batch_size=4).load_state_dict({"epoch": "x"})
 
 
-def test_bench_loader_tiny(tmp_path, data):
-    from faiser.cli import main
-
-    out = tmp_path / "b.json"
-    args = ["data=" + str(data), "batch=8", "batches=2", "repeats=1", "patch=2", "window=1", "patch_batch=4"]
-    assert main(["bench", "loader", *sum((["--set", a] for a in args), []), "--out", str(out)]) == 0
-    res = json.loads(out.read_text())
-    assert res["benchmark"] == "loader" and "environment" in res
-    for name in ("vdf_global", "vdf_chunks", "patch", "window"):
-        for mode in ("prefetch", "no_prefetch"):
-            r = res["loaders"][name][mode]
-            assert r["samples_per_s"] > 0 and r["mb_per_s"] > 0
-    assert res["baselines"]["zarr_read"]["mb_per_s"] > 0
-
-
-def test_bench_loader_bad_input_exit_2(tmp_path, capsys):
-    import importlib.util
-
-    from faiser.cli import main
-
-    out = tmp_path / "b.json"
-    assert main(["bench", "loader", "--set", "nx=0", "--out", str(out)]) == 2
-    assert main(["bench", "loader", "--set", "data=" + str(tmp_path / "missing"), "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "nx" in err[0] and "missing" in err[1] and not out.exists()
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_loader.py"
-    spec = importlib.util.spec_from_file_location("bench_loader_script", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert mod.main(["--out", str(out), "--set", "bogus=1"]) == 2
-    assert "bogus" in capsys.readouterr().err
-
-
 def test_sweep_root_is_a_family_of_runs(tmp_path):
     root = tmp_path / "sweep"
     for i, name in enumerate(["k=0.3", "k=0.5", "k=0.7"]):
