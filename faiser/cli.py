@@ -228,7 +228,7 @@ def _bench(args) -> int:
         bench_loader(args.out, parse_overrides(args.set))
         return 0
     if args.what == "latent":
-        from faiser.latent.bench import bench_latent
+        from faiser.bench import bench_latent
 
         doc = bench_latent(args.out, parse_overrides(args.set))
         print(f"bench latent: {len(doc['results'])} results over {len(doc['families'])} families in {args.out}")

@@ -22,7 +22,7 @@ def _rel(p: Path, root: Path) -> str:
 
 
 def _latent_section(root: Path) -> list[str]:
-    from faiser.latent.bench import compare_runs, plot_comparison
+    from faiser.bench.latent import compare_runs, plot_comparison
 
     ref, lat, pers = root / "latent" / "reference", root / "latent" / "rollout", root / "latent" / "persistence"
     model = root / "latent" / "model" / "model.json"

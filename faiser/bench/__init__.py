@@ -17,7 +17,7 @@ from faiser.bench.common import MIN_REPEATS, BenchSettings
 from faiser.bench.env import environment
 from faiser.bench.loader import LoaderSettings, bench_loader
 from faiser.bench.stepper import STEPPER_CASES, StepperSettings, bench_stepper, resolve_settings
-from faiser.latent.bench import BenchLatentSettings, bench_latent
+from faiser.bench.latent import BenchLatentSettings, bench_latent
 
 __all__ = [
     "MIN_REPEATS",

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
+from faiser.bench.latent import compare_runs
 from faiser.cli import main
-from faiser.latent.bench import compare_runs
 from faiser.latent.data import load_trajectories
 from faiser.latent.model import flat_state, load_latent_model, save_latent_model
 from faiser.latent.rollout import rollout
@@ -140,20 +140,3 @@ def test_cli_train_latent_and_rollout_contract(family, trained, tmp_path, capsys
     raw[len(raw) // 2] ^= 0xFF
     (npz / "model.npz").write_bytes(bytes(raw))
     assert main(["rollout", "landau", "--model", str(npz), *sets, "--out", str(tmp_path / "y")]) == 2
-
-
-def test_bench_latent_tiny(tmp_path):
-    from faiser.latent.bench import bench_latent
-
-    out = tmp_path / "latent.json"
-    doc = bench_latent(out, {"tiny": True, "horizon": 2, "families": "landau", "progress": False})
-    saved = json.loads(out.read_text())
-    assert saved["results"] == doc["results"] and {r["variant"] for r in doc["results"]} == {
-        "latent", "one_step", "linear", "persistence"}  # fmt: skip
-    for r in doc["results"]:
-        assert np.isfinite(r["l2_f_final"]) and np.isfinite(r["density_final"]) and r["horizon"] == 2
-    fam = doc["families"][0]
-    assert fam["held_out"][0]["timing"]["speedup"] > 0 and len(fam["held_out"][0]["variants"]["latent"]["time"]) == 3
-    for p in doc["plots"]:
-        assert (tmp_path / p.split("/")[-1]).stat().st_size > 1000
-    assert main(["bench", "latent", "--set", "families=nope", "--out", str(tmp_path / "x.json")]) == 2
