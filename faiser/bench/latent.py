@@ -16,7 +16,8 @@ Variants in the same run, so the value of each training ingredient is visible:
 
 Speed: the reference's and the latent rollout's ``wall_s`` for the same simulated time on the same
 device, both without compilation: once with only the final state decoded (encode once, propagate,
-decode once) and once decoding every latent step.
+decode once) and once decoding every latent step. Every wall time is the median of ``repeats``
+(>= 5) runs, reported with min and max (``timing["wall_s"]``); training is timed once.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ import dataclasses
 import json
 import math
 import shutil
+import statistics
 import time
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from faiser.atomic import atomic_write_text
-from faiser.config import JsonConfig, apply_overrides
+from faiser.bench.common import BenchSettings, document, resolve, summarize, write_json
+from faiser.bench.env import environment, finish
 from faiser.errors import ConfigError
 
 __all__ = ["BenchLatentSettings", "FAMILIES", "bench_latent", "compare_runs"]
@@ -66,8 +70,8 @@ FAMILIES: dict[str, dict] = {
 
 
 @dataclasses.dataclass(frozen=True)
-class BenchLatentSettings(JsonConfig):
-    """``--set`` keys of ``faiser bench latent``.
+class BenchLatentSettings(BenchSettings):
+    """``--set`` keys of ``faiser bench latent`` (and ``repeats``, ``tiny`` of :class:`BenchSettings`).
 
     families: comma-separated names of :data:`FAMILIES`. horizon: latent steps rolled out (the
     targets are stated after 100). ae_steps, prop_steps, unroll, noise_std, pushforward: training of
@@ -76,6 +80,7 @@ class BenchLatentSettings(JsonConfig):
     speed: also time the shock case at larger grids (``speed_sizes``: ``NXxNV`` items) with an
     untrained model of the default architecture (the cost of a latent step does not depend on the
     weights) over ``speed_latent_steps`` latent steps against the reference for the same time.
+    repeats: runs per wall time (median, min, max).
     """
 
     families: str = "shock,landau,khi"
@@ -86,7 +91,6 @@ class BenchLatentSettings(JsonConfig):
     noise_std: float = 0.0
     pushforward: bool = False
     batch: int = 8
-    tiny: bool = False
     speed: bool = True
     speed_sizes: str = "32x16,128x16,128x32,512x32"
     speed_latent_steps: int = 20
@@ -95,6 +99,7 @@ class BenchLatentSettings(JsonConfig):
     progress: bool = True
 
     def __post_init__(self):
+        super().__post_init__()
         unknown = [f for f in self.family_names if f not in FAMILIES]
         if unknown:
             raise ConfigError(f"unknown families {unknown}; known: {sorted(FAMILIES)}")
@@ -159,6 +164,19 @@ def compare_runs(ref_dir: str | Path, run_dir: str | Path) -> dict:
     return out
 
 
+def _walls(run: Callable[[], object], repeats: int, parts: tuple[str, ...] = (), first=None) -> tuple[dict, dict]:
+    """``repeats`` calls of ``run`` (a simulate or rollout; after ``first``, a result already run):
+    the summary of their ``timing["wall_s"]`` (median, min, max) and the median of each ``timing[part]``."""
+    timings = ([first.timing] if first is not None else []) + [run().timing for _ in range(repeats)]
+    return summarize([t["wall_s"] for t in timings]), {k: statistics.median(t[k] for t in timings) for k in parts}
+
+
+def _rerun_into(directory: Path, run: Callable[[Path], object]):
+    """``run(directory)`` after removing what an earlier run left there."""
+    shutil.rmtree(directory, ignore_errors=True)
+    return run(directory)
+
+
 def _variants(data, model, cfg, progress):
     """The four propagators over one trained VQ-VAE: latent, one_step, linear, persistence."""
     from faiser.latent.baselines import fit_linear_propagator, persistence
@@ -219,19 +237,34 @@ def _bench_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
             out = runs / f"{vname}-{_name(v)}"
             res = rollout(vm, case, over, out, progress=False, save_every=D)
             entry["variants"][vname] = {**compare_runs(ref_dir, out), "drift": res.timing["drift"]}
-        # speed: same simulated time, same device, compilation excluded; final state only vs every step
+        # speed: same simulated time, same device, compilation excluded; final state only vs every step;
+        # each wall time the median of `repeats` runs (the reference with outputs: the run above and
+        # repeats - 1 more into a scratch directory)
         quiet = {**over, "diag_every": int(round(t_end / dt))}
-        ref_fast = simulate(case, quiet, None, progress=False)
-        lat_fast = rollout(model, case, quiet, None, progress=False)
-        lat_all = rollout(model, case, over, None, progress=False)
+        scratch = runs / "timing-scratch"
+        parts = ("encode_s", "propagate_s", "decode_s")
+        rerun = partial(_rerun_into, scratch, partial(simulate, case, over, progress=False, save_every=D))
+        walls = {
+            "reference": _walls(partial(simulate, case, quiet, None, progress=False), s.repeats)[0],
+            "reference_with_outputs": _walls(rerun, s.repeats - 1, first=ref)[0],
+        }
+        walls["latent"], breakdown = _walls(
+            partial(rollout, model, case, quiet, None, progress=False), s.repeats, parts
+        )
+        walls["latent_decode_every_step"] = _walls(
+            partial(rollout, model, case, over, None, progress=False), s.repeats
+        )[0]
+        shutil.rmtree(scratch, ignore_errors=True)
+        med = {k: w["median_s"] for k, w in walls.items()}
         entry["timing"] = {
-            "reference_wall_s": ref_fast.timing["wall_s"],
-            "reference_wall_s_with_outputs": ref.timing["wall_s"],
-            "latent_wall_s": lat_fast.timing["wall_s"],
-            "latent_wall_s_decode_every_step": lat_all.timing["wall_s"],
-            "latent_breakdown": {k: lat_fast.timing[k] for k in ("encode_s", "propagate_s", "decode_s")},
-            "speedup": ref_fast.timing["wall_s"] / lat_fast.timing["wall_s"],
-            "speedup_decode_every_step": ref.timing["wall_s"] / lat_all.timing["wall_s"],
+            "reference_wall_s": med["reference"],
+            "reference_wall_s_with_outputs": med["reference_with_outputs"],
+            "latent_wall_s": med["latent"],
+            "latent_wall_s_decode_every_step": med["latent_decode_every_step"],
+            "latent_breakdown": breakdown,
+            "speedup": med["reference"] / med["latent"],
+            "speedup_decode_every_step": med["reference_with_outputs"] / med["latent_decode_every_step"],
+            "wall_s": walls,
         }
         entry["ref_dir"], entry["latent_dir"] = str(ref_dir), str(runs / f"latent-{_name(v)}")
         held.append(entry)
@@ -360,23 +393,32 @@ def speed_scan(s: BenchLatentSettings) -> list[dict]:
         lm = LatentModel(
             PhaseSpaceVQVAE(vq_cfg, rngs=nnx.Rngs(0)), LatentPropagator(p_cfg, rngs=nnx.Rngs(1)), norm, meta
         )
-        ref = simulate("shock", over, None, progress=False)
-        lat = rollout(lm, "shock", over, None, progress=False)
+        t_ref, _ = _walls(partial(simulate, "shock", over, None, progress=False), s.repeats)
+        parts = ("encode_s", "propagate_s", "decode_s")
+        t_lat, breakdown = _walls(partial(rollout, lm, "shock", over, None, progress=False), s.repeats, parts)
         rows.append({
             "nx": nx, "nv": nv, "phase_space_cells": grid.num_cells, "reference_steps": n_steps,
             "latent_steps": s.speed_latent_steps, "latent_grid": list(vq_cfg.latent_shape),
-            "reference_wall_s": ref.timing["wall_s"], "latent_wall_s": lat.timing["wall_s"],
-            "latent_breakdown": {k: lat.timing[k] for k in ("encode_s", "propagate_s", "decode_s")},
-            "speedup": ref.timing["wall_s"] / lat.timing["wall_s"],
+            "reference_wall_s": t_ref["median_s"], "latent_wall_s": t_lat["median_s"],
+            "latent_breakdown": breakdown, "speedup": t_ref["median_s"] / t_lat["median_s"],
+            "wall_s": {"reference": t_ref, "latent": t_lat},
         })  # fmt: skip
     return rows
 
 
-def bench_latent(out: str | Path, overrides: dict | None = None) -> dict:
-    """Run the benchmark (see the module docstring); writes ``out`` (JSON) and the plots beside it."""
+def bench_latent(out: str | Path, overrides: Mapping[str, object] | BenchLatentSettings | None = None) -> dict:
+    """Run the benchmark (see the module docstring); writes ``out`` (JSON) and the plots beside it.
+
+    ``overrides``: ``--set`` keys of :class:`BenchLatentSettings` (or the settings themselves). The
+    JSON: ``settings``, ``environment`` (machine, load average at start and end), ``targets``,
+    ``results`` (a row per family, held-out value and variant: final errors, correlation time,
+    speed-up), ``families`` (everything per family, timings with ``wall_s`` median/min/max),
+    ``speed`` (the grid-size scan) and ``plots``.
+    """
     import jax
 
-    s = apply_overrides(BenchLatentSettings(), overrides or {})
+    s = resolve(BenchLatentSettings, overrides)
+    env = environment()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(s.work) if s.work else out.with_name(out.stem + "_work")
@@ -387,16 +429,18 @@ def bench_latent(out: str | Path, overrides: dict | None = None) -> dict:
         families.append(fam)
         results.extend(_summary(fam))
         plots.extend(plot_family(fam, out.with_suffix("")))
-    doc = {
-        "bench": "latent",
-        "settings": s.to_json(),
-        "device": str(jax.devices()[0].device_kind),
-        "platform": jax.devices()[0].platform,
-        "targets": {"speedup": 1000, "l2_f": 0.05, "density": 0.01, "after_latent_steps": 100, "family": "shock"},
-        "results": results,
-        "families": families,
-        "speed": speed,
-        "plots": plots,
-    }
-    atomic_write_text(out, json.dumps(doc, indent=1))
+    doc = document(
+        "latent",
+        s,
+        finish(env),
+        bench="latent",
+        device=str(jax.devices()[0].device_kind),
+        platform=jax.devices()[0].platform,
+        targets={"speedup": 1000, "l2_f": 0.05, "density": 0.01, "after_latent_steps": 100, "family": "shock"},
+        results=results,
+        families=families,
+        speed=speed,
+        plots=plots,
+    )
+    write_json(out, doc, indent=1)
     return doc

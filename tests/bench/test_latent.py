@@ -20,6 +20,13 @@ def test_bench_latent_tiny(tmp_path):
         assert np.isfinite(r["l2_f_final"]) and np.isfinite(r["density_final"]) and r["horizon"] == 2
     fam = doc["families"][0]
     assert fam["held_out"][0]["timing"]["speedup"] > 0 and len(fam["held_out"][0]["variants"]["latent"]["time"]) == 3
+    timing = fam["held_out"][0]["timing"]
+    for name, w in timing["wall_s"].items():  # every wall time: the median of `repeats` runs, with min and max
+        assert len(w["times_s"]) == w["repeats"] == 5 and 0 < w["min_s"] <= w["median_s"] <= w["max_s"], name
+    assert timing["latent_wall_s"] == timing["wall_s"]["latent"]["median_s"]
+    assert doc["benchmark"] == doc["bench"] == "latent" and doc["settings"]["repeats"] == 5
+    assert doc["environment"]["load_average_end"] is not None
     for p in doc["plots"]:
         assert (tmp_path / p.split("/")[-1]).stat().st_size > 1000
     assert main(["bench", "latent", "--set", "families=nope", "--out", str(tmp_path / "x.json")]) == 2
+    assert main(["bench", "latent", "--set", "repeats=3", "--out", str(tmp_path / "x.json")]) == 2
