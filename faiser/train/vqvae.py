@@ -1,7 +1,9 @@
 """Data-parallel training of the 3D VQ-VAE (:class:`~faiser.models.vqvae3d.VQVAE3D`) with optax.
 
-One ``jax.jit`` train step with explicit shardings: the batch is sharded over the ``data`` axis of a
-mesh from :func:`faiser.parallel.mesh.make_mesh`, the parameters, optimizer state and codebook are
+One ``jax.jit`` train step with explicit shardings, built from the training toolkit
+:mod:`faiser.train.loop` (:class:`~faiser.train.loop.DataParallel`, :func:`~faiser.train.loop.run_loop`,
+:class:`~faiser.train.loop.CheckpointStage`): the batch is sharded over the ``data`` axis of a mesh
+from :func:`faiser.parallel.mesh.make_mesh`, the parameters, optimizer state and codebook are
 replicated. The same code runs on one device, on N local devices and on several JAX processes
 (batches are assembled with ``jax.make_array_from_callback`` from each process's rows). Every loss
 and codebook statistic is a *global-batch* mean or sum, so a run on N devices matches a run on one
