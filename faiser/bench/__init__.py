@@ -15,9 +15,9 @@ is the median of ``repeats`` (>= 5) repeats with min and max, and every JSON hol
 from faiser.bench.codecs import CodecsSettings, bench_codecs
 from faiser.bench.common import MIN_REPEATS, BenchSettings
 from faiser.bench.env import environment
+from faiser.bench.latent import BenchLatentSettings, bench_latent
 from faiser.bench.loader import LoaderSettings, bench_loader
 from faiser.bench.stepper import STEPPER_CASES, StepperSettings, bench_stepper, resolve_settings
-from faiser.bench.latent import BenchLatentSettings, bench_latent
 
 __all__ = [
     "MIN_REPEATS",
