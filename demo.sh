@@ -43,7 +43,7 @@ held=(--set nx=32 --set nv=16 --set downstream=rankine_hugoniot --set dt=0.05 --
       --set V_left_kms=105,50,0)
 faiser simulate shock "${held[@]}" --save-every 10 --out "$out/latent/reference" --quiet
 faiser rollout shock --model "$out/latent/model" "${held[@]}" --save-every 10 --out "$out/latent/rollout" --quiet
-faiser rollout shock --model "$out/latent/model" "${held[@]}" --set propagator=persistence --save-every 10 \
+faiser rollout shock --model "$out/latent/model" "${held[@]}" --propagator persistence --save-every 10 \
   --out "$out/latent/persistence" --quiet
-python -m faiser.report "$out"
+faiser report "$out"
 echo "demo outputs in $out: landau/{config.json,diagnostics.csv,timing.json,diagnostics.png,moments.nc,snapshots/}, larmor/vlsv/, shock/{shock_profiles.png,shock.json,snapshots/,vlsv/}, codecs/{vq/,*.fz,shock.vq.vlsv}, family/, shock_family/, latent/{model,reference,rollout,persistence}/, report.md"

@@ -51,3 +51,29 @@ class DistributedError(FaiserError, RuntimeError):
 
 class TrainingError(FaiserError, RuntimeError):
     """A training run that diverged (non-finite loss) or was configured inconsistently."""
+
+
+class ResourceError(FaiserError, MemoryError):
+    """A run or file that would not fit in memory: refused from an estimate before allocating, or an
+    allocation that failed (XLA's ``RESOURCE_EXHAUSTED``, NumPy's ``MemoryError``)."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failed allocation: :class:`MemoryError`, or a jax/XLA runtime error whose
+    message says ``RESOURCE_EXHAUSTED`` or ``Out of memory``."""
+    if isinstance(exc, MemoryError):
+        return True
+    if isinstance(exc, RuntimeError) and type(exc).__name__ in ("XlaRuntimeError", "JaxRuntimeError"):
+        text = str(exc)
+        return "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
+    return False
+
+
+def out_of_memory_error(exc: BaseException, what: str = "the run") -> ResourceError:
+    """A one-line :class:`ResourceError` for the failed allocation ``exc`` (see :func:`is_out_of_memory`)."""
+    if isinstance(exc, ResourceError):
+        return exc
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    if len(first) > 200:
+        first = first[:197] + "..."
+    return ResourceError(f"{what} ran out of memory ({first}); use a smaller grid or a machine with more memory")

@@ -1,9 +1,9 @@
-"""A short Markdown report of the demo's outputs: ``python -m faiser.report runs/demo``.
+"""A short Markdown report of the demo's outputs: ``faiser report runs/demo``.
 
 Reads what ``demo.sh`` wrote (reference runs, codec outputs, the latent model, the held-out
 reference and latent rollout) and writes ``DIR/report.md`` with the figures: reference diagnostics,
 compression ratios, and the latent rollout against the reference (errors vs time, density maps,
-speed). Sections whose inputs are missing are skipped with a note.
+speed). Sections whose inputs are missing or unreadable are skipped with a note.
 """
 
 from __future__ import annotations
@@ -28,16 +28,16 @@ def _latent_section(root: Path) -> list[str]:
     model = root / "latent" / "model" / "model.json"
     if not (ref.exists() and lat.exists() and model.exists()):
         return ["## Latent solver", "", "_not run (no latent/model, latent/reference or latent/rollout)_", ""]
-    meta = json.loads(model.read_text())
+    meta = _json(model)
     variants = {"latent": compare_runs(ref, lat)}
     if pers.exists():
         variants["persistence"] = compare_runs(ref, pers)
     D, ldt = int(meta["steps_per_latent"]), float(meta["latent_dt"])
-    held = json.loads((lat / "config.json").read_text())["config"]
+    held = _json(lat / "config.json")["config"]
     title = f"held-out shock, V_left = {held.get('V_left_kms')} km/s; D = {D} reference steps"
     plots = plot_comparison(variants, ref, lat, ldt, title, str(root / "latent" / "rollout_vs_reference"))
-    t_ref = json.loads((ref / "timing.json").read_text())
-    t_lat = json.loads((lat / "timing.json").read_text())
+    t_ref = _json(ref / "timing.json")
+    t_lat = _json(lat / "timing.json")
     h = meta["history"]
     out = [
         "## Latent solver (6D VQ-VAE + propagator)",
@@ -78,11 +78,32 @@ def _latent_section(root: Path) -> list[str]:
     return out
 
 
+def _json(path: Path) -> dict:
+    """A JSON object written by a run; :class:`~faiser.errors.DataError` if it cannot be read."""
+    from faiser.errors import DataError
+
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: not a JSON object")
+    return doc
+
+
 def write_report(root: str | Path) -> Path:
-    """Write ``root/report.md`` from the demo outputs under ``root``; returns its path."""
+    """Write ``root/report.md`` from the demo outputs under ``root``; returns its path.
+
+    Raises :class:`~faiser.errors.DataError` if ``root`` is not a directory or cannot be written."""
     import jax
 
+    from faiser.errors import DataError
+    from faiser.run.outputs import prepare_output_file
+
+    if not str(root).strip() or not Path(root).is_dir():
+        raise DataError(f"{root!s}: no such directory (give the directory demo.sh wrote)")
     root = Path(root)
+    prepare_output_file(root / "report.md", "report")
     lines = [
         "# faiser demo report",
         "",
@@ -95,7 +116,12 @@ def write_report(root: str | Path) -> Path:
     for run, what in (("landau", "Landau damping"), ("larmor", "gyration"), ("shock", "Shocktest")):
         png = root / run / "diagnostics.png"
         if png.exists():
-            t = json.loads((root / run / "timing.json").read_text())
+            try:
+                t = _json(root / run / "timing.json")
+                t["steps"], t["wall_s"]  # noqa: B018 (the keys this section needs)
+            except (DataError, KeyError) as e:
+                lines += [f"**{what}**: _unreadable outputs ({e})_", ""]
+                continue
             lines += [
                 f"**{what}**: {t['steps']} steps in {t['wall_s']:.2f} s.",
                 "",
@@ -107,10 +133,13 @@ def write_report(root: str | Path) -> Path:
     summary = root / "codecs" / "summary.txt"
     lines += ["## Compression of the shock's last VLSV file", ""]
     if summary.exists():
-        lines += ["```", summary.read_text().strip(), "```", ""]
+        lines += ["```", summary.read_text(errors="replace").strip(), "```", ""]
     else:
         lines += ["_not run_", ""]
-    lines += _latent_section(root)
+    try:
+        lines += _latent_section(root)
+    except (DataError, KeyError, TypeError, ValueError, IndexError) as e:
+        lines += ["## Latent solver", "", f"_unreadable outputs ({e!r})_", ""]
     path = root / "report.md"
     from faiser.atomic import atomic_write_text
 
@@ -118,8 +147,7 @@ def write_report(root: str | Path) -> Path:
     return path
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print("usage: python -m faiser.report DEMO_DIR", file=sys.stderr)
-        raise SystemExit(2)
-    print(f"report: {write_report(sys.argv[1])}")
+if __name__ == "__main__":  # python -m faiser.report DIR: the same as faiser report DIR
+    from faiser.cli import main
+
+    raise SystemExit(main(["report", *sys.argv[1:]]))

@@ -7,7 +7,8 @@
   amplitude and the fitted exponential), ``magnetic_spectrum.png`` (along the flow) and
   ``khi.json`` (growth rate, fit window, spectra).
 
-Matplotlib's object API only (the caller's pyplot backend is left alone).
+Matplotlib's object API only (the caller's pyplot backend is left alone). Every figure and JSON
+file is written atomically (:mod:`faiser.atomic`): a reader sees the old file or the whole new one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from faiser.atomic import atomic_path, atomic_write_text
 from faiser.vlasov import hybrid_diagnostics as hd
+
+
+def _save(fig, path: Path) -> None:
+    """``fig`` as PNG at ``path``, atomically."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
 
 
 def _figure(**kw):
@@ -93,7 +101,7 @@ def write_case_plots(kind: str, case, records: list[dict], snapshots: list[dict]
         summary["magnetic_spectrum"] = _plot_spectrum(case, snapshots, out_dir, axis=1)
     else:
         raise ValueError(kind)
-    (out_dir / f"{kind}.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out_dir / f"{kind}.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -115,7 +123,7 @@ def _plot_shock(case, snapshots, summary, out_dir: Path) -> None:
         a.legend(fontsize=7)
     fig.suptitle(f"shock: compression {summary.get('compression', float('nan')):.3f} "
                  f"(RH {summary['rankine_hugoniot_compression']:.3f})")  # fmt: skip
-    fig.savefig(out_dir / "shock_profiles.png", dpi=110)
+    _save(fig, out_dir / "shock_profiles.png")
     fig = _figure(figsize=(6, 3.5))
     a = fig.subplots()
     pos = [np.nan if p is None else p for p in summary["shock_position"]]
@@ -123,7 +131,7 @@ def _plot_shock(case, snapshots, summary, out_dir: Path) -> None:
     a.axhline(summary["initial_position"], color="k", lw=0.6)
     a.set_xlabel("t Omega_i")
     a.set_ylabel("shock position / d_i")
-    fig.savefig(out_dir / "shock_position.png", dpi=110)
+    _save(fig, out_dir / "shock_position.png")
 
 
 def _plot_spectrum(case, snapshots, out_dir: Path, axis: int) -> dict:
@@ -145,7 +153,7 @@ def _plot_spectrum(case, snapshots, out_dir: Path, axis: int) -> dict:
     a.set_ylabel("E_B(k) / B0^2")
     a.set_title("magnetic energy spectrum (fluctuations)")
     a.legend()
-    fig.savefig(out_dir / "magnetic_spectrum.png", dpi=110)
+    _save(fig, out_dir / "magnetic_spectrum.png")
     return out
 
 
@@ -166,7 +174,7 @@ def _plot_khi(case, snapshots, summary, out_dir: Path) -> None:
         fig.colorbar(im, ax=a, shrink=0.8)
     for a in axes[len(idx) :]:
         a.set_axis_off()
-    fig.savefig(out_dir / "khi_density.png", dpi=110)
+    _save(fig, out_dir / "khi_density.png")
     fig = _figure(figsize=(6, 4))
     a = fig.subplots()
     t, amp = np.array(summary["times"]), np.array(summary["amplitude"])
@@ -179,4 +187,4 @@ def _plot_khi(case, snapshots, summary, out_dir: Path) -> None:
     a.set_xlabel("t Omega_i")
     a.set_ylabel("mode amplitude / v_A")
     a.legend()
-    fig.savefig(out_dir / "khi_growth.png", dpi=110)
+    _save(fig, out_dir / "khi_growth.png")

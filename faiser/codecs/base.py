@@ -22,6 +22,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -86,8 +88,13 @@ class Encoded:
 
     def section(self, extra: Mapping[str, Any] | None = None) -> Section:
         meta = {
-            "codec": self.codec, "settings": self.settings, "model_id": self.model_id,
-            "mesh": self.mesh.to_json(), "shape": list(self.shape), "dtype": self.dtype, "meta": self.meta,
+            "codec": self.codec,
+            "settings": self.settings,
+            "model_id": self.model_id,
+            "mesh": self.mesh.to_json(),
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "meta": self.meta,
             **(extra or {}),
         }
         return Section(meta, dict(self.streams))
@@ -97,8 +104,16 @@ class Encoded:
         m = sec.meta
         try:
             mesh = VelocityMesh(**m["mesh"])
-            return cls(m["codec"], dict(m["settings"]), str(m["model_id"]), mesh, tuple(int(x) for x in m["shape"]),
-                       str(m["dtype"]), dict(sec.streams), dict(m.get("meta", {})))
+            return cls(
+                m["codec"],
+                dict(m["settings"]),
+                str(m["model_id"]),
+                mesh,
+                tuple(int(x) for x in m["shape"]),
+                str(m["dtype"]),
+                dict(sec.streams),
+                dict(m.get("meta", {})),
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise CompressedFileError(f"bad section description ({e})") from None
 
@@ -232,45 +247,66 @@ class Codec:
 
     # ---- model persistence -----------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write ``model.json`` and ``model.npz`` (no pickles) into ``directory``, atomically."""
+        """Write ``model.npz`` then ``model.json`` (no pickles) into ``directory``.
+
+        Each file is replaced atomically, and the pair is a unit by its write order: ``model.json``,
+        written last, holds the SHA-256 of ``model.npz`` (``npz_sha256``) and the model id (a hash of
+        the settings and arrays), so a model half written (a new npz beside an old json, a torn or
+        missing npz) is refused by :meth:`load` and never decodes with the wrong arrays."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         arrays = self.model_arrays()
         with atomic_path(d / "model.npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
-        atomic_write_text(
-            d / "model.json",
-            json.dumps({"format": MODEL_FORMAT, "codec": self.name, "settings": self.settings_json,
-                        "model_id": self.model_id(), "model_bytes": self.model_bytes(),
-                        "meta": self.model_meta()}, indent=2) + "\n",
-        )
+            digest = _file_sha256(tmp)
+        doc = {
+            "format": MODEL_FORMAT, "codec": self.name, "settings": self.settings_json, "model_id": self.model_id(),
+            "model_bytes": self.model_bytes(), "npz_sha256": digest, "meta": self.model_meta(),
+        }  # fmt: skip
+        atomic_write_text(d / "model.json", json.dumps(doc, indent=2) + "\n")
         return d
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Codec:
-        """Load a model written by :meth:`save`; checks the stored model id against the arrays."""
+        """Load a model written by :meth:`save`; checks ``model.npz`` against the SHA-256 in
+        ``model.json`` and the stored model id against the arrays.
+
+        Raises :class:`CodecError` for a directory that holds no codec model (or another codec's),
+        :class:`CompressedFileError` for a corrupt, truncated, edited or half-written one."""
         d = Path(directory)
         try:
             info = json.loads((d / "model.json").read_text())
             codec_name, settings = info["codec"], info["settings"]
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
             raise CodecError(f"{d}: not a faiser codec model directory ({e})") from None
+        if not isinstance(codec_name, str) or not isinstance(settings, dict):
+            raise CompressedFileError(f"{d}: model.json is corrupt (codec or settings of the wrong type)")
         from faiser.codecs.registry import codec_class
 
         klass = codec_class(codec_name)
         if cls is not Codec and klass is not cls:
             raise CodecError(f"{d}: holds a {codec_name!r} model, not {cls.name!r}")
         obj = klass(settings)
+        npz = d / "model.npz"
         try:
-            with np.load(d / "model.npz", allow_pickle=False) as z:
+            if "npz_sha256" in info and _file_sha256(npz) != info["npz_sha256"]:
+                raise CompressedFileError(
+                    f"{d}: model.npz does not match model.json (corrupt, edited or half-written model)"
+                )
+            with np.load(npz, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as e:
-            raise CodecError(f"{d}: cannot read model.npz ({e})") from None
-        obj._load_arrays(arrays, info.get("meta", {}))
+        except CompressedFileError:
+            raise
+        except (OSError, ValueError, EOFError, KeyError, TypeError, SyntaxError, zipfile.BadZipFile, zlib.error) as e:
+            raise CompressedFileError(f"{d}: cannot read model.npz (corrupt or truncated: {e})") from None
+        try:
+            obj._load_arrays(arrays, info.get("meta", {}))
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as e:
+            raise CompressedFileError(f"{d}: model.npz does not hold a {codec_name!r} model ({e!r})") from None
         obj.fitted = True
         if obj.model_id() != info.get("model_id"):
-            raise CodecError(f"{d}: model arrays do not match model.json (corrupt or edited model)")
+            raise CompressedFileError(f"{d}: model arrays do not match model.json (corrupt or edited model)")
         return obj
 
     # ---- helpers ------------------------------------------------------------------------------
@@ -298,11 +334,15 @@ class Codec:
 
     def _wrap(self, f, mesh, m, streams, meta, idx) -> Encoded:
         streams = dict(streams)
-        if self.lossy and (getattr(self.settings, "restore", False) or getattr(self.settings, "fallback", False)
-                           or getattr(self, "needs_moments", False)):
+        if self.lossy and (
+            getattr(self.settings, "restore", False)
+            or getattr(self.settings, "fallback", False)
+            or getattr(self, "needs_moments", False)
+        ):
             streams["moments"] = Stream(m.astype(np.float32), "side")
-        return Encoded(self.name, self.settings_json, self.model_id(), mesh, tuple(f.shape), f.dtype.name, streams,
-                       meta)
+        return Encoded(
+            self.name, self.settings_json, self.model_id(), mesh, tuple(f.shape), f.dtype.name, streams, meta
+        )
 
     def _apply_fallback(self, f, mesh, m, enc: Encoded) -> Encoded:
         m32 = m.astype(np.float32).astype(np.float64)
@@ -323,6 +363,14 @@ class Codec:
         out.streams["moments"] = Stream(m.astype(np.float32), "side")
         out.streams["fallback"] = Stream(np.packbits(use_m), "side")
         return out
+
+
+def _file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _sq_err(a: np.ndarray, f: np.ndarray) -> np.ndarray:

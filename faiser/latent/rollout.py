@@ -45,12 +45,13 @@ from faiser.run.outputs import (
     diagnostics_row,
     output_plan,
     plot_diagnostics,
+    prepare_run_dir,
     timeseries_to_xarray,
     write_cell_diagnostics,
     write_csv,
     write_vlsv,
 )
-from faiser.run.simulate import resolve_config
+from faiser.run.simulate import check_fits_in_memory, resolve_config
 from faiser.vlasov.state import State
 
 __all__ = ["RolloutResult", "rollout", "MASS_MODES"]
@@ -133,6 +134,7 @@ def rollout(
     if mass not in MASS_MODES:
         raise ConfigError(f"mass must be one of {MASS_MODES}, got {mass!r}")
     cfg = resolve_config(case, overrides, config_file)
+    check_fits_in_memory(case, cfg)
     built = build_case(case, cfg)
     D, n_latent = _check_compatible(lm, case, built)
     from faiser.latent.train import PERIODIC_CASES
@@ -169,7 +171,7 @@ def rollout(
         "faiser_version": __version__,
     }
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        prepare_run_dir(out)
         atomic_write_text(out / "config.json", json.dumps(meta, indent=2))
 
     state0 = built.state

@@ -1,13 +1,18 @@
 """Run outputs: the export of diagnostics to xarray and CSV, and the writers of a run directory.
 
 Every file is written atomically (:mod:`faiser.atomic`): a reader sees the old file or the whole
-new one.
+new one. :func:`prepare_run_dir` and :func:`prepare_output_file` check an output path before any
+work (empty, too long, a file where a directory is wanted, a location that cannot be written:
+one-line :class:`~faiser.errors.ConfigError` / :class:`~faiser.errors.DataError`), and
+:func:`run_dir_lock` keeps two runs out of one directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +21,7 @@ import xarray as xr
 from jax.typing import ArrayLike
 
 from faiser.atomic import atomic_path
-from faiser.errors import ConfigError, NumericalError
+from faiser.errors import ConfigError, DataError, NumericalError
 from faiser.grid import PhaseSpaceGrid
 from faiser.vlasov.diagnostics import cell_diagnostics
 
@@ -146,6 +151,123 @@ def write_csv(
     with atomic_path(path) as tmp:  # a reader never sees a half-written file
         df.to_csv(tmp, index=False)
     return os.fspath(path)
+
+
+# ---- output paths ------------------------------------------------------------------------------
+def _show(path) -> str:
+    """``path`` for a one-line message (long names shortened in the middle)."""
+    s = os.fspath(path)
+    s = s if isinstance(s, str) else os.fsdecode(s)
+    return s if len(s) <= 120 else f"{s[:60]}...{s[-40:]} ({len(s)} characters)"
+
+
+def _check_path_text(path, what: str) -> Path:
+    """``path`` as a Path after refusing an empty name, a NUL byte and over-long names."""
+    if path is None:
+        raise ConfigError(f"no {what} given")
+    try:
+        text = os.fspath(path)
+    except TypeError:
+        raise ConfigError(f"{what} must be a path, got {path!r}") from None
+    text = text if isinstance(text, str) else os.fsdecode(text)
+    if not text.strip():
+        raise ConfigError(f"the {what} is an empty name; give a path (use . for the current directory)")
+    if "\0" in text:
+        raise ConfigError(f"the {what} {text!r} contains a NUL byte")
+    p = Path(text)
+    longest = max((len(os.fsencode(part)) for part in p.parts), default=0)
+    if longest > 255 or len(os.fsencode(text)) > 4095:
+        raise DataError(f"the {what} {_show(text)} is too long (names hold 255 bytes, paths 4095)")
+    return p
+
+
+def _probe_writable(directory: Path, what: str, shown) -> None:
+    """Create and remove a file in ``directory``: the only test that sees read-only mounts,
+    /proc and /sys, and permissions also for root."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".faiser-write-test-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise DataError(f"the {what} {_show(shown)} cannot be written ({e.strerror or e})") from None
+
+
+def prepare_run_dir(path, what: str = "output directory") -> Path:
+    """Check and create the directory ``path`` for a run's outputs (or a model); returns it.
+
+    Raises :class:`~faiser.errors.ConfigError` for an empty name, and
+    :class:`~faiser.errors.DataError` for a name that is too long, an existing file, or a location
+    where the directory cannot be created or written (read-only, /proc, permissions)."""
+    p = _check_path_text(path, what)
+    if p.exists() and not p.is_dir():
+        raise DataError(f"the {what} {_show(p)} exists and is not a directory")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create the {what} {_show(p)} ({e.strerror or e})") from None
+    _probe_writable(p, what, p)
+    return p
+
+
+def prepare_output_file(path, what: str = "output file") -> Path:
+    """Check that the file ``path`` can be written (its folder is created); returns it.
+
+    Raises :class:`~faiser.errors.ConfigError` for an empty name and
+    :class:`~faiser.errors.DataError` for a name that is too long, an existing directory, or a
+    folder that cannot be created or written."""
+    p = _check_path_text(path, what)
+    if p.is_dir():
+        raise DataError(f"the {what} {_show(p)} is a directory; name a file")
+    parent = p.parent
+    if parent.exists() and not parent.is_dir():
+        raise DataError(f"the {what} {_show(p)} lies under {_show(parent)}, which is not a directory")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create the folder of the {what} {_show(p)} ({e.strerror or e})") from None
+    _probe_writable(parent, f"folder of the {what}", parent)
+    return p
+
+
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def run_dir_lock(directory) -> Iterator[Path]:
+    """Hold an exclusive lock on ``directory`` (``fcntl.flock`` on ``DIR/.lock``, non-blocking)
+    for the block; a second run into the same directory is refused at once with a
+    :class:`~faiser.errors.DataError` naming it. The lock is released when the block ends (and by
+    the kernel when the process dies); the lock file stays. Without ``fcntl`` (Windows) nothing is
+    locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover (not POSIX)
+        yield Path(directory)
+        return
+    d = Path(directory)
+    lock = d / LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise DataError(f"cannot lock the output directory {_show(d)} ({e.strerror or e})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = ""
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(os.pread(fd, 32, 0).decode().split()[0])
+                holder = f" (process {pid})"
+            raise DataError(
+                f"the output directory {_show(d)} is in use by another faiser run{holder}; wait for it to "
+                "finish or choose another directory"
+            ) from None
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield d
+    finally:
+        os.close(fd)  # closing the last descriptor releases the flock
 
 
 # ---- the files of a run directory ------------------------------------------------------------

@@ -10,8 +10,10 @@ killed run bit for bit. The stepper is any :class:`~faiser.vlasov.stepper.Steppi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,14 +26,29 @@ from tqdm import tqdm
 from faiser._version import __version__
 from faiser.atomic import atomic_write_text
 from faiser.cases import Case, build_case, default_config
+from faiser.cases.base import (
+    HOST_COPIES,
+    MAX_STEPS,
+    check_f_min,
+    check_representable,
+    estimate_run_bytes,
+    phase_space_cells,
+)
 from faiser.config import apply_overrides, load_json, to_json
-from faiser.errors import CheckpointError, ConfigError, DatasetError
+from faiser.errors import (
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    ResourceError,
+    is_out_of_memory,
+    out_of_memory_error,
+)
 from faiser.parallel.backends import distribute
 from faiser.run import outputs as io
 from faiser.run import resume as ck
-from faiser.run.outputs import CSV_COLUMNS, output_plan
+from faiser.run.outputs import CSV_COLUMNS, output_plan, prepare_run_dir, run_dir_lock
 
-__all__ = ["CSV_COLUMNS", "SimulationResult", "resolve_config", "run_metadata", "simulate"]
+__all__ = ["CSV_COLUMNS", "SimulationResult", "check_fits_in_memory", "resolve_config", "run_metadata", "simulate"]
 
 
 @dataclasses.dataclass
@@ -147,16 +164,30 @@ def simulate(
     cfg = resolve_config(case, overrides, config_file)
     comm = _world() if distributed == "mpi" else None  # every rank runs this; rank 0 writes the files
     root = comm is None or comm.Get_rank() == 0
-    built = _build(case, cfg, on_host=comm is not None)
-    out = Path(out_dir) if out_dir is not None else None
     outputs = {"save_every": save_every, "vlsv_every": vlsv_every, "checkpoint_every": checkpoint_every}
-    _check_output_options(out, outputs, resume)
+    _check_output_options(out_dir, outputs, resume)
+    check_representable(cfg)
+    check_fits_in_memory(case, cfg, devices=devices, distributed=distributed)
+    out = None
+    if out_dir is not None:
+        out = prepare_run_dir(out_dir) if root else Path(out_dir)
+    lock = run_dir_lock(out) if out is not None and root else contextlib.nullcontext()
+    with lock, _memory_errors(f"simulate {case}"):
+        return _run(case, cfg, out, outputs, comm, progress, resume, devices, distributed)
+
+
+def _run(case: str, cfg, out: Path | None, outputs: dict, comm, progress: bool, resume: bool, devices, distributed):
+    """:func:`simulate` once the config, the output directory (locked) and the memory are checked."""
+    root = comm is None or comm.Get_rank() == 0
+    save_every, vlsv_every = outputs["save_every"], outputs["vlsv_every"]
+    built = _build(case, cfg, on_host=comm is not None)
+    if root:
+        check_f_min(built)
     store, resumed = _open_checkpoints(out, built, outputs, resume, root, comm)
     checkpoint_every = outputs["checkpoint_every"]
     meta = run_metadata(built)
     writes = out is not None and root
     if writes:
-        out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.json", json.dumps(meta, indent=2))
 
     n_steps = built.n_steps
@@ -269,6 +300,60 @@ def simulate(
         if built.extra_outputs is not None:
             built.extra_outputs(built, records, snapshots, out)
     return SimulationResult(built, state, ds, timing, out, snapshots)
+
+
+def check_fits_in_memory(case: str, cfg, devices: int | None = None, distributed: str = "none") -> None:
+    """Refuse, before anything is allocated, a run of ``cfg`` that would not fit in memory or
+    whose step count overflows the state's int32 step counter.
+
+    The need is :func:`faiser.cases.base.estimate_run_bytes` (f of every species times
+    ``DEVICE_COPIES`` on the device and ``HOST_COPIES`` on the host, plus the diagnostics rows); the
+    memory available is the free memory of jax's device where the platform reports it and the
+    host's ``MemAvailable`` (capped by the cgroup limit). On the CPU both needs are host memory.
+    Under MPI only the diagnostics rows are checked (ranks share nodes in ways a rank cannot see).
+    ``FAISER_SKIP_MEMORY_CHECK=1`` skips the memory check.
+
+    Raises :class:`~faiser.errors.ResourceError` (a :class:`MemoryError`) naming the bytes needed and
+    available, or :class:`~faiser.errors.ConfigError` for too many steps.
+    """
+    from faiser.resources import device_available_bytes, format_bytes, host_available_bytes
+
+    n_steps = cfg.n_steps
+    if n_steps > MAX_STEPS:
+        raise ConfigError(
+            f"t_end / dt = {n_steps} steps is beyond the {MAX_STEPS} a run can count; raise dt or lower t_end"
+        )
+    if os.environ.get("FAISER_SKIP_MEMORY_CHECK", "").strip() not in ("", "0"):
+        return
+    est = estimate_run_bytes(cfg, n_steps, devices=1 if distributed == "mpi" else max(1, devices or 1))
+    if distributed == "mpi":
+        est = {**est, "device": 0, "host": est["host"] - HOST_COPIES * est["f"]}
+    device = device_available_bytes()
+    host = host_available_bytes()
+    needs = [("host", est["host"] + (est["device"] if device is None else 0), host)]
+    if device is not None:
+        needs.append(("device", est["device"], device))
+    cells = sum(phase_space_cells(cfg))
+    grid = f" ({cells:,} phase-space cells, f is {format_bytes(est['f'])})" if cells else ""
+    for where, need, avail in needs:
+        if avail is not None and need > avail:
+            raise ResourceError(
+                f"{case}{grid} needs about {format_bytes(need)} of {where} memory, {format_bytes(avail)} "
+                "available; use a smaller grid or fewer diagnostics rows (FAISER_SKIP_MEMORY_CHECK=1 skips this check)"
+            )
+
+
+@contextlib.contextmanager
+def _memory_errors(what: str):
+    """Turn a failed allocation (XLA's RESOURCE_EXHAUSTED, MemoryError) into a one-line ResourceError."""
+    try:
+        yield
+    except ResourceError:
+        raise
+    except Exception as e:
+        if is_out_of_memory(e):
+            raise out_of_memory_error(e, what) from None
+        raise
 
 
 def _world():

@@ -31,6 +31,7 @@ from pathlib import Path
 from faiser.atomic import atomic_write_text
 from faiser.config import load_json
 from faiser.errors import ConfigError, DatasetError
+from faiser.run.outputs import prepare_run_dir, run_dir_lock
 
 __all__ = ["SweepRun", "load_sweep", "run_name", "run_sweep", "sweep_runs"]
 
@@ -118,15 +119,23 @@ def _is_done(run_dir: Path) -> bool:
 
 def run_sweep(path: str | Path, out_root: str | Path, progress: bool = True, dry_run: bool = False) -> list[dict]:
     """Generate every dataset of the sweep in ``path`` under ``out_root``; returns the index
-    (one dict per run: name, overrides, status ``done``/``skipped``/``planned``)."""
-    from faiser.run.simulate import simulate
+    (one dict per run: name, overrides, status ``done``/``skipped``/``planned``). The root is checked
+    and created first (:func:`faiser.run.outputs.prepare_run_dir`) and locked for the whole sweep."""
 
     spec = load_sweep(path)
     runs = sweep_runs(spec)
-    root = Path(out_root)
+    if dry_run:
+        return _sweep(spec, runs, Path(out_root), progress, dry_run)
+    root = prepare_run_dir(out_root, "sweep root directory")
+    with run_dir_lock(root):  # a second sweep into the same root is refused
+        return _sweep(spec, runs, root, progress, dry_run)
+
+
+def _sweep(spec: dict, runs: list[SweepRun], root: Path, progress: bool, dry_run: bool) -> list[dict]:
+    from faiser.run.simulate import simulate
+
     index = []
     if not dry_run:
-        root.mkdir(parents=True, exist_ok=True)
         resolved = {**spec, "runs": [r.to_json() for r in runs]}
         atomic_write_text(root / "sweep.json", json.dumps(resolved, indent=2))
     for i, run in enumerate(runs):
