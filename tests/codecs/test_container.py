@@ -11,10 +11,13 @@ def _sections():
     rng = np.random.default_rng(0)
     return [
         Section({"kind": "grid"}, {"ids": Stream(np.arange(10, dtype=np.uint64), "side", "lzma")}),
-        Section({"kind": "vdfs", "x": [1, 2]}, {
-            "a": Stream(rng.random((3, 4)).astype(np.float32)),
-            "b": Stream(rng.integers(0, 7, 1000).astype(np.uint16), "payload", "zlib"),
-        }),
+        Section(
+            {"kind": "vdfs", "x": [1, 2]},
+            {
+                "a": Stream(rng.random((3, 4)).astype(np.float32)),
+                "b": Stream(rng.integers(0, 7, 1000).astype(np.uint16), "payload", "zlib"),
+            },
+        ),
     ]
 
 
@@ -62,3 +65,91 @@ def test_not_a_container(tmp_path):
         read_file(p)
     with pytest.raises(CompressedFileError, match="cannot read"):
         read_file(tmp_path / "missing.fz")
+
+
+# ---- crafted files: the SHA-256 trailer is recomputed, so only the parser stands in the way ----------------
+def _craft(table: list[dict], blobs: list[bytes], sections=None) -> bytes:
+    """Container bytes with any stream table (and a valid trailer)."""
+    import hashlib
+    import json
+    import struct
+
+    from faiser.codecs.container import MAGIC
+
+    header = {"codec": "t", "format_version": 1, "sections": sections or [{"kind": "x"}], "streams": table}
+    hb = json.dumps(header).encode()
+    body = MAGIC + struct.pack("<Q", len(hb)) + hb + b"".join(blobs)
+    return body + hashlib.sha256(body).digest()
+
+
+def _row(blob: bytes, coding: str, shape, dtype="|u1", **kw) -> dict:
+    return {"section": 0, "name": "a", "role": "payload", "coding": coding, "dtype": dtype, "shape": shape,
+            "nbytes": len(blob), **kw}  # fmt: skip
+
+
+def _zlib_bomb(n_bytes: int) -> bytes:
+    import zlib
+
+    c = zlib.compressobj(9)
+    chunk = bytes(1 << 20)
+    return b"".join(c.compress(chunk) for _ in range(n_bytes >> 20)) + c.flush()
+
+
+@pytest.mark.parametrize("coding", ["zlib", "lzma"])
+def test_a_stream_that_inflates_beyond_its_declared_size_is_refused_without_inflating_it(coding):
+    """A 256 MiB bomb declared as 64 bytes: refused after producing at most 65 bytes."""
+    import lzma
+    import tracemalloc
+
+    bomb = _zlib_bomb(256 << 20) if coding == "zlib" else lzma.compress(bytes(256 << 20), preset=1)
+    data = _craft([_row(bomb, coding, [64])], [bomb])
+    tracemalloc.start()
+    try:
+        with pytest.raises(CompressedFileError, match="beyond its declared 64 bytes"):
+            from_bytes(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * len(data) + (8 << 20), peak  # the file itself, never the 256 MiB
+
+
+def test_declared_sizes_are_checked_before_inflating():
+    z = __import__("zlib").compress(bytes(1000))
+    cases = {
+        "more than deflate can encode": _row(z, "zlib", [1 << 40]),  # 1 TB from 30 bytes
+        "raw stream of": _row(b"abcd", "raw", [5]),
+        "bad stream shape": _row(b"abcd", "raw", [-4]),
+        "not a plain numeric type": _row(b"abcd", "raw", [1], dtype="|O"),
+        "bad stream dtype": _row(b"abcd", "raw", [1], dtype="nonsense"),
+        "bad stream table entry": _row(b"abcd", "raw", [4], section=7),
+    }
+    for needle, row in cases.items():
+        blob = z if row["coding"] == "zlib" else b"abcd"
+        with pytest.raises(CompressedFileError, match=needle):
+            from_bytes(_craft([row], [blob]))
+    huge = [_row(z, "lzma", [1 << 50], dtype="<f8")]  # lzma has no ratio bound: the memory check refuses it
+    with pytest.raises(CompressedFileError, match="memory"):
+        from_bytes(_craft(huge, [z]))
+    with pytest.raises(CompressedFileError, match="more bytes than the file holds"):
+        from_bytes(_craft([_row(z, "zlib", [1000], nbytes=10**6)], [z]))
+
+
+def test_a_truncated_or_padded_stream_is_refused():
+    import zlib
+
+    z = zlib.compress(bytes(1000))
+    with pytest.raises(CompressedFileError, match="truncated"):
+        from_bytes(_craft([_row(z[:-6], "zlib", [1000])], [z[:-6]]))
+    with pytest.raises(CompressedFileError, match="stray bytes"):
+        from_bytes(_craft([_row(z + b"xx", "zlib", [1000])], [z + b"xx"]))
+    with pytest.raises(CompressedFileError, match="declare 2000"):
+        from_bytes(_craft([_row(z, "zlib", [2000])], [z]))
+    ok = _craft([_row(z, "zlib", [1000])], [z])  # the same stream declared right decodes
+    _, secs = from_bytes(ok)
+    assert secs[0].streams["a"].data.shape == (1000,)
+
+
+def test_module_docstring_says_the_trailer_catches_accidents_only():
+    import faiser.codecs.container as c
+
+    assert "catches accidents only" in c.__doc__
