@@ -135,3 +135,105 @@ def test_real_vlasiator_file_round_trip(tmp_path):
         assert np.linalg.norm(fb - fa) / np.linalg.norm(fa) < 5e-3
         ma, mb = moments(fa, mesh), moments(fb, mesh)
         np.testing.assert_allclose(mb[:, :4], ma[:, :4], rtol=1e-6, atol=1e-6 * np.abs(ma[:, 1:4]).max())
+
+
+@pytest.fixture(scope="module")
+def pca_model(vlsv, tmp_path_factory):
+    model = tmp_path_factory.mktemp("m") / "pca"
+    assert main(["train-codec", "--codec", "pca", "--data", str(vlsv), "--out", str(model), "--set", "components=2",
+                 "--set", "window=8", "--quiet"]) == 0  # fmt: skip
+    fz = model.parent / "p.fz"
+    assert main(["compress", str(vlsv), "--codec", "pca", "--model", str(model), "--out", str(fz), "--quiet"]) == 0
+    return model, fz
+
+
+def _corrupt_copy(model, tmp_path, name, edit):
+    import shutil
+
+    bad = tmp_path / name
+    shutil.copytree(model, bad)
+    edit(bad)
+    return bad
+
+
+def _flip(path, pos):
+    data = bytearray(path.read_bytes())
+    data[pos % len(data)] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def _drop_digest(d):  # a model saved before model.json carried the npz digest: np.load meets the damage
+    info = json.loads((d / "model.json").read_text())
+    del info["npz_sha256"]
+    (d / "model.json").write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize(
+    "name, edit",
+    [
+        ("flip_npz", lambda d: _flip(d / "model.npz", 200)),
+        ("flip_npz_no_digest", lambda d: (_drop_digest(d), _flip(d / "model.npz", 200))),
+        ("flip_zip_directory_no_digest", lambda d: (_drop_digest(d), _flip(d / "model.npz", -30))),
+        ("truncated_npz_no_digest", lambda d: (_drop_digest(d), (d / "model.npz").write_bytes(
+            (d / "model.npz").read_bytes()[:300]))),
+        ("garbage_npz", lambda d: (d / "model.npz").write_bytes(b"PK\x03\x04" + b"\x00" * 50)),
+        ("missing_npz", lambda d: (d / "model.npz").unlink()),
+        ("garbage_json", lambda d: (d / "model.json").write_bytes(b"\xff\xfe{")),
+        ("list_json", lambda d: (d / "model.json").write_text("[1, 2]")),
+        ("settings_json", lambda d: (d / "model.json").write_text('{"codec": "pca", "settings": [1]}')),
+    ],
+)  # fmt: skip
+def test_a_corrupt_model_directory_exits_2(pca_model, tmp_path, capsys, name, edit):
+    model, fz = pca_model
+    bad = _corrupt_copy(model, tmp_path, name, edit)
+    capsys.readouterr()
+    assert main(["decompress", str(fz), "--model", str(bad), "--out", str(tmp_path / "x.vlsv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("faiser: error:") and err.count("\n") == 1 and str(bad) in err, err
+    assert not (tmp_path / "x.vlsv").exists()
+
+
+def test_a_half_written_model_is_refused(pca_model, tmp_path):
+    """model.json is written last and carries model.npz's SHA-256: a new npz beside an old json is refused."""
+    import shutil
+
+    from faiser.codecs import Codec
+    from faiser.errors import CompressedFileError
+
+    model, _ = pca_model
+    other = tmp_path / "other"
+    f, mesh = make_vdfs(20, nv=16, seed=9)
+    get_codec("pca", components=3, window=8).fit(f, mesh).save(other)
+    half = tmp_path / "half"
+    shutil.copytree(model, half)
+    shutil.copy(other / "model.npz", half / "model.npz")  # killed between the two writes
+    with pytest.raises(CompressedFileError, match="does not match model.json"):
+        Codec.load(half)
+    assert Codec.load(other).model_id() == json.loads((other / "model.json").read_text())["model_id"]
+
+
+def test_data_selection_flags(vlsv, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["simulate", "larmor", "--set", "t_end=0.74", "--set", "nv=16", "--quiet", "--out", str(run),
+                 "--save-every", "1"]) == 0  # fmt: skip
+    model = tmp_path / "pca"
+    assert main(["train-codec", "--codec", "pca", "--data", str(run), "--out", str(model), "--set", "components=2",
+                 "--set", "window=8", "--max-vdfs", "2", "--seed", "3", "--population", "proton", "--quiet"]) == 0
+    info = json.loads((model / "model.json").read_text())
+    assert "2 training VDFs" in capsys.readouterr().out and info["codec"] == "pca"
+    times = []
+    for snap in (0, -1):
+        fz = tmp_path / f"s{snap}.fz"
+        assert main(["compress", str(run), "--codec", "zfp", "--snapshot", str(snap), "--population", "proton",
+                     "--out", str(fz), "--quiet"]) == 0  # fmt: skip
+        from faiser.codecs.container import read_file
+
+        header, _ = read_file(fz)
+        assert header["input"]["populations"] == ["proton"]
+        times.append(header["input"]["time"])  # SI seconds
+    assert times[0] == 0.0 and times[1] > 0
+    capsys.readouterr()
+    assert main(["compress", str(vlsv), "--codec", "zfp", "--population", "electron", "--out",
+                 str(tmp_path / "e.fz"), "--quiet"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "electron" in err, err
