@@ -23,12 +23,12 @@ def vlsv(tmp_path_factory):
     cells = np.arange(1, 9, dtype=np.uint64)  # 8 cells, 6 with VDFs
     write_vlsv(p, spatial={"nx": 8, "ny": 1, "nz": 1, "xmin": 0, "xmax": 8, "ymin": 0, "ymax": 1, "zmin": 0, "zmax": 1},
                cellids=cells, populations={"proton": Population(mesh, f, vdf_cellids=cells[[0, 1, 2, 4, 5, 7]])},
-               variables={"vg_b_vol": np.tile([0.0, 0.0, 1e-9], (8, 1))}, parameters={"time": 3.5})
+               variables={"vg_b_vol": np.tile([0.0, 0.0, 1e-9], (8, 1))}, parameters={"time": 3.5})  # fmt: skip
     return p
 
 
 @pytest.mark.parametrize("codec,sets", [("sparse", []), ("maxwellian", []), ("zfp", ["tolerance=1e-3"]),
-                                        ("sz3", ["tolerance=1e-3"])])
+                                        ("sz3", ["tolerance=1e-3"])])  # fmt: skip
 def test_compress_decompress_vlsv(vlsv, tmp_path, codec, sets, capsys):
     out = tmp_path / "c.fz"
     args = ["compress", str(vlsv), "--codec", codec, "--out", str(out), "--quiet"]
@@ -70,26 +70,26 @@ def test_report_counts_every_byte(vlsv, tmp_path):
 def test_trained_codec_from_a_dataset_applies_to_vlsv(vlsv, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["simulate", "larmor", "--set", "t_end=1", "--set", "nv=16", "--quiet", "--out", str(run),
-                 "--save-every", "1"]) == 0
+                 "--save-every", "1"]) == 0  # fmt: skip
     model = tmp_path / "pca"
     assert main(["train-codec", "--codec", "pca", "--data", str(run), "--out", str(model), "--set", "components=3",
-                 "--set", "window=8", "--quiet"]) == 0
+                 "--set", "window=8", "--quiet"]) == 0  # fmt: skip
     info = json.loads((model / "model.json").read_text())
     assert info["codec"] == "pca" and info["model_bytes"] == (8**3 + 3 * 8**3) * 4
     # the dataset itself (its last snapshot, written as SI VLSV) and any VLSV file
     for src in (run, vlsv):
         assert main(["compress", str(src), "--codec", "pca", "--model", str(model), "--out", str(tmp_path / "p.fz"),
-                     "--quiet"]) == 0
+                     "--quiet"]) == 0  # fmt: skip
         assert "counting the" in capsys.readouterr().out
         assert main(["decompress", str(tmp_path / "p.fz"), "--model", str(model), "--out", str(tmp_path / "p.vlsv"),
-                     "--quiet"]) == 0
+                     "--quiet"]) == 0  # fmt: skip
     # without the model, or with another one: exit 2 and one line
     capsys.readouterr()
     assert main(["decompress", str(tmp_path / "p.fz"), "--out", str(tmp_path / "q.vlsv")]) == 2
     assert "--model" in capsys.readouterr().err
     other = tmp_path / "pca2"
     assert main(["train-codec", "--codec", "pca", "--data", str(run), "--out", str(other), "--set", "components=2",
-                 "--set", "window=8", "--quiet"]) == 0
+                 "--set", "window=8", "--quiet"]) == 0  # fmt: skip
     capsys.readouterr()
     assert main(["decompress", str(tmp_path / "p.fz"), "--model", str(other), "--out", str(tmp_path / "q.vlsv")]) == 2
     err = capsys.readouterr().err
@@ -217,8 +217,9 @@ def test_data_selection_flags(vlsv, tmp_path, capsys):
     assert main(["simulate", "larmor", "--set", "t_end=0.74", "--set", "nv=16", "--quiet", "--out", str(run),
                  "--save-every", "1"]) == 0  # fmt: skip
     model = tmp_path / "pca"
+    flags = ["--max-vdfs", "2", "--seed", "3", "--population", "proton", "--quiet"]
     assert main(["train-codec", "--codec", "pca", "--data", str(run), "--out", str(model), "--set", "components=2",
-                 "--set", "window=8", "--max-vdfs", "2", "--seed", "3", "--population", "proton", "--quiet"]) == 0
+                 "--set", "window=8", *flags]) == 0  # fmt: skip
     info = json.loads((model / "model.json").read_text())
     assert "2 training VDFs" in capsys.readouterr().out and info["codec"] == "pca"
     times = []
