@@ -267,11 +267,11 @@ def _train_latent_args(tl) -> None:
 def _train_latent(args) -> int:
     from faiser.config import apply_overrides, parse_overrides
     from faiser.latent.train import LatentTrainConfig, train_latent_files
-    from faiser.run.outputs import prepare_run_dir
+    from faiser.run.outputs import prepare_run_dir, run_dir_lock
 
     cfg = apply_overrides(LatentTrainConfig(), parse_overrides(args.set))
-    prepare_run_dir(args.out, "model directory")
-    m = train_latent_files(args.data, args.out, cfg, progress=not args.quiet, resume=args.resume)
+    with run_dir_lock(prepare_run_dir(args.out, "model directory")):
+        m = train_latent_files(args.data, args.out, cfg, progress=not args.quiet, resume=args.resume)
     h = m.meta["history"]
     print(
         f"latent model for {m.meta['case']} ({len(m.meta['runs'])} runs, D={m.steps_per_latent} steps per latent "
