@@ -4,7 +4,7 @@ latent grid of :class:`~faiser.models.vqvae6d.PhaseSpaceVQVAE`.
 ``z``: ``(batch, Lx, Ly, Lz, code_dim)`` latent vectors; ``c``: ``(batch, n_cond)`` case parameters
 (normalized; broadcast over the grid as extra input channels). G's last layer starts at zero, so an
 untrained propagator is persistence. ``D`` (reference steps per latent step) is a property of the
-training data, not of the network; see :mod:`faiser.train.latent`.
+training data, not of the network; see :mod:`faiser.latent.train`.
 """
 
 from __future__ import annotations
