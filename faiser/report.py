@@ -148,6 +148,13 @@ def write_report(root: str | Path) -> Path:
 
 
 if __name__ == "__main__":  # python -m faiser.report DIR: the same as faiser report DIR
-    from faiser.cli import main
+    from faiser.errors import FaiserError
 
-    raise SystemExit(main(["report", *sys.argv[1:]]))
+    if len(sys.argv) != 2:
+        print("faiser: error: usage: faiser report DIR", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        print(f"report: {write_report(sys.argv[1])}")
+    except FaiserError as e:
+        print(f"faiser: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -5,10 +5,9 @@ the time-stepping keys resolve to :attr:`CommonConfig.n_steps` and
 :attr:`CommonConfig.effective_dt`.
 
 Checks made from a config before anything is built, so that bad input ends in one line and not in
-an allocation failure or a numerical warning: :func:`phase_space_cells` and
-:func:`estimate_run_bytes` (the memory a run needs), :func:`check_representable` (scales that
-overflow the dtype); and once the initial state exists :func:`check_f_min` (a sparsity threshold
-that would remove the distribution).
+an allocation failure or a numerical warning: :func:`check_representable` (scales that overflow
+the dtype; the memory estimate is :func:`faiser.run.simulate.estimate_run_bytes`), and once the
+initial state exists :func:`check_f_min` (a sparsity threshold that would remove the distribution).
 """
 
 from __future__ import annotations
@@ -108,69 +107,6 @@ def single_species_stepper(cfg: CommonConfig, grid: PhaseSpaceGrid, species, fie
 
 
 # ---- checks made before building a case ---------------------------------------------------------
-DEVICE_COPIES = 14
-"""f-sized arrays on the device at the peak of a step: the state, the stepped state and about a
-dozen temporaries of the split translations and velocity rotations (XLA's memory analysis of the
-compiled step: 6.5 to 11 per f, measured for every case)."""
-
-HOST_COPIES = 6
-"""f-sized arrays in host memory at the peak: the initial distribution built in NumPy (float64
-where a case computes it so), its copy in the run's dtype, and the gathered state written to VLSV
-files, datasets and checkpoints. Measured peak resident memory of CPU runs: 13 to 20 f."""
-
-ROW_BYTES = 3000
-"""Host bytes per diagnostics row kept during a run (a dict of ~20 floats plus the output plan)."""
-
-MAX_STEPS = 2**31 - 1
-"""The step counter of a state is int32."""
-
-
-def phase_space_cells(cfg: CommonConfig) -> list[int]:
-    """Phase-space cells of f per species, from the config keys alone (nothing is built); an empty
-    list for a config this function does not know or whose sizes are not positive integers (the
-    builder then reports the bad value)."""
-    from faiser.cases.electrostatic import ElectrostaticConfig
-    from faiser.cases.gyration import LarmorConfig
-    from faiser.cases.hybrid import AlfvenConfig, KhiConfig, ShockConfig
-
-    def n(key: str) -> int:
-        v = getattr(cfg, key)
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(key)
-        return int(v)
-
-    try:
-        if isinstance(cfg, ElectrostaticConfig):
-            return [n("nx") * n("nv")]
-        if isinstance(cfg, LarmorConfig):
-            return [n("nv") ** 3]
-        if isinstance(cfg, AlfvenConfig):
-            return [n("nx") * n("nv") ** 3] * (2 if cfg.alpha_density > 0 else 1)
-        if isinstance(cfg, ShockConfig):
-            return [n("nx") * n("nv") ** 3]
-        if isinstance(cfg, KhiConfig):
-            nvz = n("nv") if cfg.nv_z == 0 else n("nv_z")
-            return [n("nx") * n("ny") * n("nv") ** 2 * nvz]
-    except (ValueError, TypeError, AttributeError):
-        return []
-    return []
-
-
-def estimate_run_bytes(cfg: CommonConfig, n_steps: int, devices: int = 1) -> dict[str, int]:
-    """Memory a run of ``cfg`` over ``n_steps`` steps needs, estimated from the config before anything
-    is allocated: ``{"f": bytes of f (all species), "device": bytes per device (DEVICE_COPIES f split
-    over ``devices``), "host": bytes of host memory (HOST_COPIES f plus the diagnostics rows)}``.
-    ``f`` is 0 for a config :func:`phase_space_cells` does not know."""
-    itemsize = 8 if cfg.dtype == "float64" else 4
-    f_bytes = sum(phase_space_cells(cfg)) * itemsize
-    rows = n_steps // max(1, int(cfg.diag_every)) + 2
-    return {
-        "f": f_bytes,
-        "device": DEVICE_COPIES * f_bytes // max(1, devices),
-        "host": HOST_COPIES * f_bytes + rows * ROW_BYTES,
-    }
-
-
 def check_representable(cfg: CommonConfig) -> None:
     """Refuse a wave number ``k`` whose box ``2 pi / k`` and grid (``1/k^2`` in the field solve,
     ``(nx k / 2)^2`` at the grid's highest wave number) do not fit the run's dtype; raises
