@@ -292,7 +292,7 @@ class Codec:
         try:
             if "npz_sha256" in info and _file_sha256(npz) != info["npz_sha256"]:
                 raise CompressedFileError(
-                    f"{d}: model.npz does not match model.json (corrupt, edited or half-written model)"
+                    f"{d}: model.npz and model.json do not match (corrupt, edited or half-written model)"
                 )
             with np.load(npz, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}

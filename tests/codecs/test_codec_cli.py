@@ -207,7 +207,7 @@ def test_a_half_written_model_is_refused(pca_model, tmp_path):
     half = tmp_path / "half"
     shutil.copytree(model, half)
     shutil.copy(other / "model.npz", half / "model.npz")  # killed between the two writes
-    with pytest.raises(CompressedFileError, match="does not match model.json"):
+    with pytest.raises(CompressedFileError, match="model.npz and model.json do not match"):
         Codec.load(half)
     assert Codec.load(other).model_id() == json.loads((other / "model.json").read_text())["model_id"]
 
