@@ -188,11 +188,11 @@ def _report(args) -> int:
 # ---- codecs ----------------------------------------------------------------------------------------
 def _codec_args(p, what: str) -> None:
     p.add_argument("--codec", required=True, help="sparse, maxwellian, zfp, sz3, pca, mlp, vqvae")
-    p.add_argument("--population", metavar="NAME", help=f"the species to {what} (default: every / the first)")
+    p.add_argument("--population", metavar="NAME", help=f"the species / VLSV population to {what}")
 
 
 def _train_codec_args(t) -> None:
-    _codec_args(t, "train on")
+    _codec_args(t, "train on (default: each input's first)")
     t.add_argument("--data", required=True, nargs="+", help="datasets / run directories / VLSV files")
     t.add_argument("--out", required=True, help="model directory")
     _set(t, "codec setting (repeatable)")
@@ -220,7 +220,7 @@ def _train_codec(args) -> int:
 
 def _compress_args(c) -> None:
     c.add_argument("input", help="a .vlsv file or a faiser dataset (run directory)")
-    _codec_args(c, "compress")
+    _codec_args(c, "compress (default: every one)")
     c.add_argument("--model", help="model directory of a trained codec (faiser train-codec)")
     _set(c, "codec setting (repeatable)")
     c.add_argument("--snapshot", type=int, default=-1, metavar="I", help="dataset snapshot to compress (default -1)")
