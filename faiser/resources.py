@@ -1,7 +1,7 @@
 """Memory available to a run: device memory where jax reports it, else the host's.
 
 Used to refuse, with one line, a run or a file that would not fit before anything is allocated
-(see :func:`faiser.run.simulate.check_fits_in_memory` and :mod:`faiser.codecs.container`).
+(see :func:`faiser.run.memory.check_fits_in_memory` and :mod:`faiser.codecs.container`).
 """
 
 from __future__ import annotations

@@ -166,7 +166,8 @@ def test_a_failed_allocation_becomes_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_memory_estimate_scales_with_the_grid():
-    from faiser.run.simulate import DEVICE_COPIES, estimate_run_bytes, resolve_config
+    from faiser.run.memory import DEVICE_COPIES, estimate_run_bytes
+    from faiser.run.simulate import resolve_config
 
     small = estimate_run_bytes(resolve_config("shock", {"nx": 10, "nv": 8}), 100)
     assert small["f"] == 10 * 8**3 * 4 and small["device"] == DEVICE_COPIES * small["f"]

@@ -6,7 +6,7 @@ the time-stepping keys resolve to :attr:`CommonConfig.n_steps` and
 
 Checks made from a config before anything is built, so that bad input ends in one line and not in
 an allocation failure or a numerical warning: :func:`check_representable` (scales that overflow
-the dtype; the memory estimate is :func:`faiser.run.simulate.estimate_run_bytes`), and once the
+the dtype; the memory estimate is :func:`faiser.run.memory.estimate_run_bytes`), and once the
 initial state exists :func:`check_f_min` (a sparsity threshold that would remove the distribution).
 """
 
@@ -40,6 +40,12 @@ class CommonConfig:
     dtype: str = "float32"
     diag_every: int = 1
     vdf_stride: int = 1  # --vlsv-every output: VDFs of every vdf_stride-th cell (moments of all)
+
+    def phase_space_cells(self) -> list[int]:
+        """Phase-space cells of f per species from the config keys alone (nothing is built), for the
+        memory estimate; empty where a case does not say or a size is not a positive integer (the
+        builder then reports the bad value)."""
+        return []
 
     @property
     def n_steps(self) -> int:
@@ -87,6 +93,17 @@ class Case:
     @property
     def grid(self) -> PhaseSpaceGrid:
         return self.stepper.grid
+
+
+def positive_sizes(cfg, *keys: str) -> list[int] | None:
+    """The integer config values ``keys`` if each is a positive integer, else None."""
+    out = []
+    for key in keys:
+        v = getattr(cfg, key, None)
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+            return None
+        out.append(int(v))
+    return out
 
 
 def jax_dtype(cfg: CommonConfig):

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from faiser.cases.base import Case, CommonConfig, jax_dtype, single_species_stepper
+from faiser.cases.base import Case, CommonConfig, jax_dtype, positive_sizes, single_species_stepper
 from faiser.errors import ConfigError
 from faiser.grid import PhaseSpaceGrid
 from faiser.units import ElectrostaticUnits
@@ -28,6 +28,10 @@ class ElectrostaticConfig(CommonConfig):
     nx: int = 64
     nv: int = 256
     vmax: float = 6.0
+
+    def phase_space_cells(self) -> list[int]:
+        n = positive_sizes(self, "nx", "nv")
+        return [n[0] * n[1]] if n else []
 
 
 @dataclasses.dataclass(frozen=True)

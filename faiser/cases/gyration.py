@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from faiser.cases.base import Case, CommonConfig, Vec3, jax_dtype, single_species_stepper
+from faiser.cases.base import Case, CommonConfig, Vec3, jax_dtype, positive_sizes, single_species_stepper
 from faiser.errors import ConfigError
 from faiser.grid import PhaseSpaceGrid
 from faiser.units import HybridUnits
@@ -30,6 +30,10 @@ class LarmorConfig(CommonConfig):
     dt: float = 0.37
     t_end: float = 2 * math.pi
     fields: str = "prescribed"  # or "hybrid": the hybrid field model with E and B held fixed
+
+    def phase_space_cells(self) -> list[int]:
+        n = positive_sizes(self, "nv")
+        return [n[0] ** 3] if n else []
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from faiser.cases.base import Case, CommonConfig, jax_dtype
+from faiser.cases.base import Case, CommonConfig, jax_dtype, positive_sizes
 from faiser.errors import ConfigError
 from faiser.grid import PhaseSpaceGrid
 from faiser.units import BOLTZMANN, MU_0, PROTON_MASS, HybridUnits
@@ -77,6 +77,10 @@ class AlfvenConfig(HybridConfig):
     alpha_density: float = 0.0  # alpha particles (q=2, m=4) per n0; protons fill up to n_e = 1
     dt: float = 0.2
     t_end: float = 0.0  # 0: one wave period of the chosen branch
+
+    def phase_space_cells(self) -> list[int]:
+        n = positive_sizes(self, "nx", "nv")
+        return [n[0] * n[1] ** 3] * (2 if self.alpha_density > 0 else 1) if n else []
 
     def omega(self) -> float:
         """Cold-plasma frequency of the configured branch (signed, see class docstring)."""
@@ -162,6 +166,10 @@ class ShockConfig(HybridConfig):
     dt: float = 0.05
     t_end: float = 40.0
     diag_every: int = 40
+
+    def phase_space_cells(self) -> list[int]:
+        n = positive_sizes(self, "nx", "nv")
+        return [n[0] * n[1] ** 3] if n else []
 
     def normalized(self) -> dict:
         """Left/right states in hybrid units (n, T = kT/(m v_A^2), V, B) and the grid in d_i, v_A."""
@@ -287,6 +295,11 @@ class KhiConfig(HybridConfig):
     t_end: float = 250.0
     diag_every: int = 10
     snapshots: int = 6  # density maps written by the khi plots
+
+    def phase_space_cells(self) -> list[int]:
+        n = positive_sizes(self, "nx", "ny", "nv")
+        nvz = positive_sizes(self, "nv") if self.nv_z == 0 else positive_sizes(self, "nv_z")
+        return [n[0] * n[1] * n[2] ** 2 * nvz[0]] if n and nvz else []
 
     def normalized(self) -> dict:
         u = self.units()

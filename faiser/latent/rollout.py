@@ -38,6 +38,7 @@ from faiser.config import to_json
 from faiser.errors import ConfigError, DatasetError
 from faiser.grid import PhaseSpaceGrid
 from faiser.latent.model import LatentModel, load_latent_model
+from faiser.run.memory import check_fits_in_memory
 from faiser.run.outputs import (
     CSV_COLUMNS,
     cell_moments,
@@ -51,7 +52,7 @@ from faiser.run.outputs import (
     write_csv,
     write_vlsv,
 )
-from faiser.run.simulate import check_fits_in_memory, resolve_config
+from faiser.run.simulate import resolve_config
 from faiser.vlasov.state import State
 
 __all__ = ["RolloutResult", "rollout", "MASS_MODES"]
