@@ -1,10 +1,20 @@
-"""Test-wide setup: four fake CPU devices, so sharded code paths run on any machine.
+"""Test-wide setup: four fake CPU devices, so sharded code paths run on any machine, and one
+persistent JAX compilation cache for the whole session.
 
 XLA reads the flag when jax first initializes its backends, so it must be set before any test
 module imports jax. A user's own XLA_FLAGS (e.g. on a GPU machine) are kept and extended.
+
+The suite compiles many programs more than once: benchmarks time >= 5 repeats of a run (each
+``simulate`` call jits afresh), notebooks and subprocess tests (a run, its killed twin and the
+resumed one; the ranks of an MPI launch; CLI round trips) repeat programs of the in-process tests.
+Identical programs hit the cache (its key is the compiled module, so results are unchanged). The
+cache lives in a fresh temporary folder, removed at exit, unless JAX_COMPILATION_CACHE_DIR is set.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -12,11 +22,17 @@ _FLAG = "--xla_force_host_platform_device_count"
 if _FLAG not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" {_FLAG}=4").strip()
 
+if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    _CACHE = tempfile.mkdtemp(prefix="faiser-tests-jax-cache-")
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE  # inherited by subprocesses and notebook kernels
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
 
 @pytest.fixture(scope="session")
-def jax_cache_env(tmp_path_factory) -> dict[str, str]:
-    """Environment entries that make subprocesses share JAX's persistent compilation cache: for
-    tests that run the same programs several times (a run, its killed twin and the resumed one;
-    the ranks of an MPI launch), so each program compiles once per session."""
-    path = tmp_path_factory.mktemp("jax-compilation-cache")
-    return {"JAX_COMPILATION_CACHE_DIR": str(path), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+def jax_cache_env() -> dict[str, str]:
+    """Environment entries that make a subprocess share the session's persistent compilation
+    cache and cache every program (for tests that run the same programs several times: a run, its
+    killed twin and the resumed one; the ranks of an MPI launch), so each compiles once."""
+    return {"JAX_COMPILATION_CACHE_DIR": os.environ["JAX_COMPILATION_CACHE_DIR"],
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}  # fmt: skip
