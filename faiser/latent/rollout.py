@@ -31,7 +31,6 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
-from faiser._version import __version__
 from faiser.atomic import atomic_write_text
 from faiser.cases import build_case
 from faiser.config import to_json
@@ -52,7 +51,7 @@ from faiser.run.outputs import (
     write_csv,
     write_vlsv,
 )
-from faiser.run.simulate import resolve_config
+from faiser.run.simulate import resolve_config, run_metadata
 from faiser.vlasov.state import State
 
 __all__ = ["RolloutResult", "rollout", "MASS_MODES"]
@@ -153,23 +152,16 @@ def rollout(
     plan = output_plan(n_steps, cfg.diag_every, save_every, vlsv_every)
     diag = set(plan["diag"]) if cfg.diag_every % D == 0 else set(range(0, n_steps + 1, D))
     stops = sorted({s for s in diag | set(plan["save"]) | set(plan["vlsv"]) if s % D == 0} | {0, n_steps})
-    meta = {
-        "case": case,
-        "config": to_json(cfg),
-        "grid": built.grid.to_json(),
-        "units": built.units.to_json(),
-        "species": [dataclasses.asdict(s) for s in built.stepper.species],
-        "solver": {
-            "kind": "latent",
-            "model": str(model) if not isinstance(model, LatentModel) else None,
-            "steps_per_latent": D,
-            "latent_dt": lm.latent_dt,
-            "latent_steps": n_latent,
-            "mass": mode,
-            "propagator": propagator,
-            "trained_on": lm.meta.get("runs"),
-        },
-        "faiser_version": __version__,
+    meta = run_metadata(built)  # the reference run's config.json, plus how the latent solver ran
+    meta["solver"] = {
+        "kind": "latent",
+        "model": str(model) if not isinstance(model, LatentModel) else None,
+        "steps_per_latent": D,
+        "latent_dt": lm.latent_dt,
+        "latent_steps": n_latent,
+        "mass": mode,
+        "propagator": propagator,
+        "trained_on": lm.meta.get("runs"),
     }
     if out is not None:
         prepare_run_dir(out)

@@ -445,10 +445,6 @@ class DomainStepper(SteppingDefaults):
         """Global diagnostics (:meth:`Stepper.diagnostics` on the sharded global state)."""
         return self.stepper.diagnostics(state)
 
-    def gather(self, state: State) -> State:
-        """The state as host-independent global arrays (identity: a sharded array is global)."""
-        return state
-
 
 def decompose(stepper: Stepper, state: State, devices: int | None = None, blocks: Sequence[int] | None = None):
     """``(DomainStepper, sharded state)`` for ``stepper`` and its initialized global ``state``."""
