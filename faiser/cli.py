@@ -21,7 +21,7 @@ import sys
 import warnings
 from collections.abc import Callable
 
-from faiser.errors import ConfigError, FaiserError, is_out_of_memory, out_of_memory_error
+from faiser.errors import CodecError, ConfigError, FaiserError, is_out_of_memory, out_of_memory_error
 
 
 class _Parser(argparse.ArgumentParser):
@@ -200,6 +200,10 @@ def _train_codec_args(t) -> None:
     t.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the --max-vdfs subset (default 0)")
     t.add_argument("--checkpoint-every", type=_nonneg_int, metavar="N", help="checkpoint the training every N steps")
     t.add_argument("--resume", action="store_true", help="continue from the newest training checkpoint in --out")
+    t.add_argument(
+        "--distributed", choices=["none", "mpi"], default="none",
+        help="mpi (pca): each rank of an mpirun launch reads its spatial block; --set merge=NAME combines them",
+    )  # fmt: skip
     _quiet(t)
 
 
@@ -207,14 +211,41 @@ def _train_codec(args) -> int:
     from faiser.codecs import commands
     from faiser.config import parse_overrides
 
+    overrides = parse_overrides(args.set)
+    if args.distributed == "mpi":
+        return _train_codec_mpi(args, overrides)
+    if "merge" in overrides:
+        raise CodecError("--set merge=... chooses how MPI ranks combine their data: add --distributed mpi")
     info = commands.train_codec(
-        args.codec, args.data, args.out, parse_overrides(args.set), not args.quiet, resume=args.resume,
+        args.codec, args.data, args.out, overrides, not args.quiet, resume=args.resume,
         max_vdfs=args.max_vdfs, seed=args.seed, population=args.population, checkpoint_every=args.checkpoint_every,
     )  # fmt: skip
     print(
         f"{info['codec']} model {info['model_id']} ({info['model_bytes']} bytes, {info['n_train_vdfs']} "
         f"training VDFs) in {info['model_dir']}"
     )
+    return 0
+
+
+def _train_codec_mpi(args, overrides: dict) -> int:
+    from faiser.codecs import commands
+    from faiser.parallel.mpi import abort_on_error, world
+
+    for flag, value in (("--max-vdfs", args.max_vdfs), ("--checkpoint-every", args.checkpoint_every),
+                        ("--resume", args.resume or None)):  # fmt: skip
+        if value is not None:
+            raise CodecError(f"{flag} is not available with --distributed mpi (each rank reads its whole block)")
+    comm = world()
+    with abort_on_error(comm):
+        info = commands.train_codec_distributed(args.codec, args.data, args.out, overrides, not args.quiet,
+                                                population=args.population, seed=args.seed)  # fmt: skip
+    if info is not None:
+        d = info["distributed"]
+        print(
+            f"{info['codec']} model {info['model_id']} ({info['model_bytes']} bytes, {info['n_train_vdfs']} training "
+            f"VDFs over {d['ranks']} ranks, merge {d['merge']}: {d['bytes_per_rank_max']} bytes sent per rank at "
+            f"most) in {info['model_dir']}"
+        )
     return 0
 
 

@@ -81,6 +81,55 @@ def train_codec(
     }
 
 
+def train_codec_distributed(
+    codec_name: str,
+    data_paths: list[str],
+    out: str,
+    overrides: dict[str, Any],
+    progress: bool = True,
+    *,
+    population: str | None = None,
+    snapshot: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any] | None:
+    """``train-codec --distributed mpi``: every rank of the ``mpirun`` job reads only its spatial block
+    of the inputs and the PCA codec is fitted with the ``merge`` strategy (``--set merge=NAME``)
+    without gathering the data; rank 0 saves the model and ``distributed.json`` (what each rank
+    communicated). Returns the summary on rank 0, ``None`` on the others."""
+    from faiser.atomic import atomic_write_text
+    from faiser.parallel.mpi import world
+    from faiser.reduce.codec import fit_pca_codec
+    from faiser.reduce.comm import MpiComm
+
+    if codec_name != "pca":
+        raise CodecError(f"--distributed mpi fits the pca codec only (got {codec_name!r})")
+    codec = get_codec(codec_name, codec_settings(codec_name, overrides, "train-codec"))
+    comm = world()
+    root = comm.Get_rank() == 0
+    out_dir = prepare_run_dir(out, "model directory") if root else None
+    comm.Barrier()
+    mc = MpiComm(comm)
+    res = fit_pca_codec(codec, data_paths, mc, merge=codec.settings.merge, population=population,
+                        snapshot=snapshot, seed=seed)  # fmt: skip
+    stats = mc.gather_stats()
+    if not root:
+        return None
+    info = {"ranks": mc.size, "merge": codec.settings.merge, **stats.summary(),
+            "bytes_per_rank": stats.bytes_sent.tolist(), "fit_seconds": res.seconds}  # fmt: skip
+    with run_dir_lock(out_dir):
+        codec.save(out_dir)
+        atomic_write_text(out_dir / "distributed.json", json.dumps(info, indent=2))
+    return {
+        "codec": codec.name,
+        "model_dir": str(out),
+        "model_id": codec.model_id(),
+        "model_bytes": codec.model_bytes(),
+        "n_train_vdfs": int(res.first.n),
+        "mesh": res.mesh.to_json(),
+        "distributed": info,
+    }
+
+
 def compress(
     codec_name: str,
     src: str,

@@ -22,12 +22,16 @@ from faiser.codecs.container import Stream
 from faiser.codecs.windows import window_features, window_to_mesh
 from faiser.errors import CodecError, CompressedFileError
 
+MERGES = ("subspace", "randomized", "tree", "graph", "fd", "deepca", "projector", "unweighted")
+"""Names of :data:`faiser.reduce.strategies.STRATEGIES` (not imported: reduce builds on the codecs)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class PcaSettings(LossySettings):
     """``window``: cells per axis; ``window_mode``: ``crop`` (mesh cells around V, exact) or ``thermal``
     (``+- width`` thermal speeds, resampled); ``components``: k; ``coef_dtype``: float16 | float32;
-    ``incremental``/``batch``: batch-wise fit."""
+    ``incremental``/``batch``: batch-wise fit; ``merge``: how ``train-codec --distributed mpi`` combines the
+    ranks' data (:mod:`faiser.reduce.strategies`)."""
 
     fallback: bool = True
     window: int = 16
@@ -37,6 +41,7 @@ class PcaSettings(LossySettings):
     coef_dtype: str = "float16"
     incremental: bool = False
     batch: int = 512
+    merge: str = "tree"
 
     def __post_init__(self):
         super().__post_init__()
@@ -46,6 +51,8 @@ class PcaSettings(LossySettings):
             raise ValueError("coef_dtype must be float16 or float32")
         if self.window_mode not in ("crop", "thermal"):
             raise ValueError("window_mode must be crop or thermal")
+        if self.merge not in MERGES:
+            raise ValueError(f"merge must be one of {', '.join(MERGES)}")
 
 
 class PcaCodec(Codec):
