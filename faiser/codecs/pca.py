@@ -21,9 +21,11 @@ from faiser.codecs.base import Codec, LossySettings
 from faiser.codecs.container import Stream
 from faiser.codecs.windows import window_features, window_to_mesh
 from faiser.errors import CodecError, CompressedFileError
+from faiser.reduce.factors import PcaFactors, local_factors, merge
+from faiser.reduce.strategies import STRATEGIES
 
-MERGES = ("subspace", "randomized", "tree", "graph", "fd", "deepca", "projector", "unweighted")
-"""Names of :data:`faiser.reduce.strategies.STRATEGIES` (not imported: reduce builds on the codecs)."""
+MERGES = tuple(STRATEGIES)
+"""The distributed-fit strategies (:data:`faiser.reduce.strategies.STRATEGIES`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,24 +89,24 @@ class PcaCodec(Codec):
         self.components, self.singular_values, self.n_seen = Vt[:k], S[:k], X.shape[0]
 
     def partial_fit(self, f, mesh, m=None):
-        """One batch of an incremental fit (mean and components updated as by IncrementalPCA)."""
+        """One batch of an incremental fit (mean and components updated as by IncrementalPCA): the
+        batch's factors merged into the running ones (:func:`faiser.reduce.factors.merge`, the same
+        mergeable state the distributed fit sends between ranks)."""
         from faiser.codecs.moments import moments
 
         m = moments(f, mesh) if m is None else m
         X = self._features(np.asarray(f), mesh, m)
-        nb = X.shape[0]
-        bmean = X.mean(axis=0)
-        if self.mean is None:
-            stack = X - bmean
-            mean, total = bmean, nb
-        else:
-            total = self.n_seen + nb
-            mean = (self.n_seen * self.mean + nb * bmean) / total
-            corr = np.sqrt(self.n_seen * nb / total) * (self.mean - bmean)
-            stack = np.vstack([self.singular_values[:, None] * self.components, X - bmean, corr[None]])
-        _, S, Vt = np.linalg.svd(stack, full_matrices=False)
-        k = min(self.settings.components, Vt.shape[0])
-        self.mean, self.components, self.singular_values, self.n_seen = mean, Vt[:k], S[:k], total
+        batch = local_factors(X, min(X.shape))  # untruncated: the batch's scatter exactly
+        if self.mean is not None:
+            seen = PcaFactors(self.mean, self.singular_values, self.components, self.n_seen)
+            batch = merge(seen, batch, self.settings.components)
+        state = batch.truncated(self.settings.components)
+        self.mean, self.components, self.singular_values, self.n_seen = (
+            state.mean,
+            state.components,
+            state.singular_values,
+            state.n,
+        )
         self.fitted = True
         return self
 
