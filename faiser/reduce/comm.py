@@ -69,10 +69,14 @@ class Comm:
         """Sum of every rank's array, on every local rank (counted as a reduce + broadcast tree)."""
         raise NotImplementedError
 
-    def tree_reduce(self, xs: Sequence, op: Callable, pack: Callable, unpack: Callable) -> list:
+    def tree_reduce(self, xs: Sequence, op: Callable, pack: Callable, unpack: Callable, down=None) -> list:
         """Combine per-rank values pairwise along :func:`tree_schedule` with ``op(left, right)``; every
-        local rank gets the root's result. ``pack(value) -> list of arrays`` and ``unpack(arrays)``
-        move a value through MPI (and define the bytes a message costs)."""
+        local rank gets the root's result back down the same tree. ``pack(value) -> list of arrays`` and
+        ``unpack(arrays)`` move a value through MPI (and define the bytes a message costs).
+
+        ``down = (encode, decode)`` compresses the way back: a parent knows the value each child sent
+        up, so it sends ``encode(result, child's value)`` and the child rebuilds
+        ``decode(arrays, its own value)`` (e.g. only what the child's subspace lacks)."""
         raise NotImplementedError
 
     def neighbour_exchange(
@@ -120,23 +124,25 @@ class SimulatedComm(Comm):
         self.stats.seconds += time.perf_counter() - t0
         return [parts[0].copy() for _ in self.local]
 
-    def tree_reduce(self, xs, op, pack, unpack):
+    def tree_reduce(self, xs, op, pack, unpack, down=None):
         t0 = time.perf_counter()
-        parts = list(xs)
+        parts, sent = list(xs), {}
         for level in tree_schedule(self.size):
             for recv, send in level:
                 arrays = pack(parts[send])
                 self._count(send, arrays)
-                parts[recv] = op(parts[recv], unpack(arrays))
+                sent[send] = unpack(arrays)  # what the child sent = what its parent received
+                parts[recv] = op(parts[recv], sent[send])
             self.stats.rounds += 1
-        root = pack(parts[0])
+        result = {0: unpack(pack(parts[0]))}
         for level in reversed(tree_schedule(self.size)):
-            for recv, _send in level:
-                self._count(recv, root)
+            for recv, send in level:
+                arrays = pack(result[recv]) if down is None else down[0](result[recv], sent[send])
+                self._count(recv, arrays)
+                result[send] = unpack(arrays) if down is None else down[1](arrays, sent[send])
             self.stats.rounds += 1
         self.stats.seconds += time.perf_counter() - t0
-        result = unpack(root)
-        return [result for _ in self.local]
+        return [result[r] for r in self.local]
 
     def neighbour_exchange(self, xs, neighbours):
         xs = [np.asarray(x) for x in xs]
@@ -233,20 +239,32 @@ class MpiComm(Comm):
         self.stats.seconds += time.perf_counter() - t0
         return [part]
 
-    def tree_reduce(self, xs, op, pack, unpack):
+    def tree_reduce(self, xs, op, pack, unpack, down=None):
         t0 = time.perf_counter()
         (value,) = xs
+        received, mine = {}, None
         for level in tree_schedule(self.size):
             for recv, send in level:
                 if self.rank == send:
-                    self._send(pack(value), recv, tag=3)
+                    arrays = pack(value)
+                    mine = unpack(arrays)
+                    self._send(arrays, recv, tag=3)
                 elif self.rank == recv:
-                    value = op(value, unpack(self._recv(send, tag=3)))
+                    received[send] = unpack(self._recv(send, tag=3))
+                    value = op(value, received[send])
             self.stats.rounds += 1
-        arrays = self._bcast_tree(pack(value) if self.rank == 0 else None)
-        self.stats.rounds += len(tree_schedule(self.size))
+        result = unpack(pack(value)) if self.rank == 0 else None
+        for level in reversed(tree_schedule(self.size)):
+            for recv, send in level:
+                if self.rank == recv:
+                    arrays = pack(result) if down is None else down[0](result, received[send])
+                    self._send(arrays, send, tag=2)
+                elif self.rank == send:
+                    arrays = self._recv(recv, tag=2)
+                    result = unpack(arrays) if down is None else down[1](arrays, mine)
+            self.stats.rounds += 1
         self.stats.seconds += time.perf_counter() - t0
-        return [unpack(arrays)]
+        return [result]
 
     def neighbour_exchange(self, xs, neighbours):
         from mpi4py import MPI

@@ -154,21 +154,25 @@ def _orthonormal_columns(comm: Comm, Ys: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def _merge_tree(comm: Comm, blocks, k: int, local_rank: int | None, weighted: bool, name: str) -> DistributedFit:
+def _merge_tree(comm: Comm, blocks, k: int, local_rank: int | None, weighted: bool, name: str,
+                tol: float = 1e-9) -> DistributedFit:  # fmt: skip
     t0 = time.perf_counter()
     blocks = _blocks(comm, blocks)
     carried = max(k, local_rank or k)  # the rank every message carries; truncated to k at the end
     local = [local_factors(X, carried) for X in blocks]
+    down = (lambda G, sub: _residual_message(G.truncated(k), sub, tol), _rebuild) if weighted else None
     results = comm.tree_reduce(
-        local, lambda a, b: merge(a, b, carried, weighted=weighted), PcaFactors.pack, PcaFactors.unpack
+        local, lambda a, b: merge(a, b, carried, weighted=weighted), PcaFactors.pack, PcaFactors.unpack, down
     )
     return DistributedFit(name, [r.truncated(k) for r in results], comm.stats.summary(), 1, time.perf_counter() - t0)
 
 
-def tree_merge(comm: Comm, blocks, k: int, local_rank: int | None = None) -> DistributedFit:
+def tree_merge(comm: Comm, blocks, k: int, local_rank: int | None = None, tol: float = 1e-9) -> DistributedFit:
     """Sigma-weighted merge of local factors up a binary tree (see the module docstring). Every
-    message carries ``max(k, local_rank)`` factors; the result is exact when no merge drops any."""
-    return _merge_tree(comm, blocks, k, local_rank, True, "tree")
+    message up carries ``max(k, local_rank)`` factors; the result is exact when no merge drops any.
+    The result comes back down as in :func:`graph_merge`: each parent sends only what its child's
+    subtree subspace lacks (residual directions above ``tol``)."""
+    return _merge_tree(comm, blocks, k, local_rank, True, "tree", tol)
 
 
 def unweighted_merge(comm: Comm, blocks, k: int, local_rank: int | None = None) -> DistributedFit:

@@ -100,9 +100,10 @@ def _mpi_env(jax_cache_env):
 
 
 @pytest.mark.skipif(not HAS_MPI, reason="needs mpirun, mpi4py and mpi4jax (the 'mpi' extra)")
-@pytest.mark.parametrize("ranks", [2, 4])
-def test_mpirun_fit_equals_the_simulated_ranks_fit(shock, tmp_path, ranks, jax_cache_env):
-    merge = "graph" if ranks == 4 else "subspace"
+@pytest.mark.parametrize(("ranks", "merge"), [(2, "tree"), (2, "subspace"), (4, "graph"), (4, "deepca")])
+def test_mpirun_fit_equals_the_simulated_ranks_fit(shock, tmp_path, ranks, merge, jax_cache_env):
+    # tree: tree_reduce with the residual way back; subspace: allreduce; graph: point-to-point
+    # messages along the domain graph; deepca: neighbour exchanges
     out = tmp_path / "model"
     cmd = [MPIRUN, "-n", str(ranks), "--oversubscribe", sys.executable, "-m", "faiser", "train-codec", "--codec", "pca",
            "--data", str(shock), "--out", str(out), "--distributed", "mpi", "--quiet",
