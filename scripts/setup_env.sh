@@ -12,7 +12,7 @@ fi
 stamp="$root/.venv/.faiser-installed"
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
   python -m pip install --quiet --upgrade pip
-  python -m pip install --quiet -e "$root[dev,notebooks,ml,baselines]"
+  python -m pip install --quiet -e "$root[dev,notebooks,ml,baselines,bench]"
   # The MPI backend (mpi4py, mpi4jax) builds against the system MPI: only where mpicc exists
   # (Debian: apt-get install openmpi-bin libopenmpi-dev). mpi4jax's build also compiles a CUDA
   # bridge whenever it finds an nvcc; an empty CUDA_PATH makes it build the CPU bridge only (set

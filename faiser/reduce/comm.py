@@ -8,8 +8,10 @@ Reductions visit the ranks in the same order in both communicators (a binary tre
 numbers), so a simulated fit and an MPI fit agree to rounding.
 
 Both count what each rank sends (:class:`CommStats`): bytes, messages and communication rounds
-(a round = one collective or one neighbour exchange, whatever its size), and the time spent in
-them. Only NumPy arrays travel; MPI uses mpi4py's buffer methods (never pickles).
+(a round = one level of a tree, one neighbour exchange or one set of point-to-point messages, so
+an allreduce, a reduction plus a broadcast down the same tree, is ``2 ceil(log2 P)`` rounds), and,
+for MPI, the seconds spent inside message passing (simulated ranks report 0: nothing travels).
+Only NumPy arrays travel; MPI uses mpi4py's buffer methods (never pickles).
 """
 
 from __future__ import annotations
@@ -110,7 +112,6 @@ class SimulatedComm(Comm):
         self.stats = CommStats(size)
 
     def allreduce(self, xs):
-        t0 = time.perf_counter()
         xs = [np.asarray(x) for x in xs]
         parts = list(xs)
         for level in tree_schedule(self.size):
@@ -120,12 +121,10 @@ class SimulatedComm(Comm):
         for level in reversed(tree_schedule(self.size)):  # broadcast back down the same tree
             for recv, _send in level:
                 self._count(recv, [parts[0]])
-        self.stats.rounds += 1
-        self.stats.seconds += time.perf_counter() - t0
+        self.stats.rounds += 2 * len(tree_schedule(self.size))
         return [parts[0].copy() for _ in self.local]
 
     def tree_reduce(self, xs, op, pack, unpack, down=None):
-        t0 = time.perf_counter()
         parts, sent = list(xs), {}
         for level in tree_schedule(self.size):
             for recv, send in level:
@@ -141,7 +140,6 @@ class SimulatedComm(Comm):
                 self._count(recv, arrays)
                 result[send] = unpack(arrays) if down is None else down[1](arrays, sent[send])
             self.stats.rounds += 1
-        self.stats.seconds += time.perf_counter() - t0
         return [result[r] for r in self.local]
 
     def neighbour_exchange(self, xs, neighbours):
@@ -191,16 +189,19 @@ class MpiComm(Comm):
             if a.dtype not in self._DTYPES:
                 raise DistributedError(f"cannot send arrays of dtype {a.dtype}")
             header += [self._DTYPES.index(a.dtype), a.ndim, *a.shape]
+        t0 = time.perf_counter()
         for buf in [np.asarray([len(header), *header], np.int64), *arrays]:
             if requests is None:
                 self.comm.Send(buf, dest=dst, tag=tag)
             else:
                 requests.append((self.comm.Isend(buf, dest=dst, tag=tag), buf))
+        self.stats.seconds += time.perf_counter() - t0
         self._count(self.rank, arrays)
 
     def _recv(self, src, tag=0):
         from mpi4py import MPI
 
+        t0 = time.perf_counter()
         status = MPI.Status()
         self.comm.Probe(source=src, tag=tag, status=status)
         head = np.empty(status.Get_count(MPI.INT64_T), np.int64)
@@ -213,6 +214,7 @@ class MpiComm(Comm):
             a = np.empty(shape, dtype)
             self.comm.Recv(a, source=src, tag=tag)
             arrays.append(a)
+        self.stats.seconds += time.perf_counter() - t0
         return arrays
 
     def _bcast_tree(self, arrays):
@@ -225,7 +227,6 @@ class MpiComm(Comm):
         return arrays
 
     def allreduce(self, xs):
-        t0 = time.perf_counter()
         (x,) = xs
         part = np.asarray(x)
         for level in tree_schedule(self.size):
@@ -235,12 +236,10 @@ class MpiComm(Comm):
                 elif self.rank == recv:
                     part = part + self._recv(send, tag=1)[0]
         (part,) = self._bcast_tree([part])
-        self.stats.rounds += 1
-        self.stats.seconds += time.perf_counter() - t0
+        self.stats.rounds += 2 * len(tree_schedule(self.size))
         return [part]
 
     def tree_reduce(self, xs, op, pack, unpack, down=None):
-        t0 = time.perf_counter()
         (value,) = xs
         received, mine = {}, None
         for level in tree_schedule(self.size):
@@ -263,7 +262,6 @@ class MpiComm(Comm):
                     arrays = self._recv(recv, tag=2)
                     result = unpack(arrays) if down is None else down[1](arrays, mine)
             self.stats.rounds += 1
-        self.stats.seconds += time.perf_counter() - t0
         return [result]
 
     def neighbour_exchange(self, xs, neighbours):
@@ -287,7 +285,6 @@ class MpiComm(Comm):
     def send_along(self, edges, payload):
         from mpi4py import MPI
 
-        t0 = time.perf_counter()
         out, pending = {}, []
         for src, dst in edges:
             if self.rank == src:
@@ -295,9 +292,10 @@ class MpiComm(Comm):
         for src, dst in edges:
             if self.rank == dst:
                 out[(src, dst)] = self._recv(src, tag=5)
+        t0 = time.perf_counter()
         MPI.Request.Waitall([r for r, _buf in pending])
-        self.stats.rounds += 1
         self.stats.seconds += time.perf_counter() - t0
+        self.stats.rounds += 1
         return out
 
     def gather_stats(self) -> CommStats:

@@ -36,10 +36,12 @@ def spatial_blocks(positions: np.ndarray, blocks: Sequence[int]) -> np.ndarray:
         ranks = np.empty(len(x), np.int64)
         ranks[order] = np.arange(len(x))
         coord[:, a] = np.minimum(ranks * b // max(len(x), 1), b - 1)
-        # keep equal coordinates in one slab
-        for v in np.unique(x[~np.isnan(x)]):
-            same = x == v
-            coord[same, a] = coord[same, a].min()
+        # keep equal coordinates (the cells of one column or plane) in one slab: the lowest
+        ok = ~np.isnan(x)
+        _, group = np.unique(x[ok], return_inverse=True)
+        lowest = np.full(group.max() + 1 if group.size else 0, b, np.int64)
+        np.minimum.at(lowest, group, coord[ok, a])
+        coord[ok, a] = lowest[group]
     return np.ravel_multi_index(tuple(coord.T), blocks) if len(pos) else np.zeros(0, np.int64)
 
 

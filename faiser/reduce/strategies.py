@@ -37,7 +37,7 @@ import numpy as np
 
 from faiser.errors import ConfigError
 from faiser.reduce.comm import Comm
-from faiser.reduce.factors import PcaFactors, _sign_fixed, local_factors, merge
+from faiser.reduce.factors import PcaFactors, _sign_fixed, local_factors, merge, sin_theta
 from faiser.reduce.graph import check_connected, metropolis_weights, spanning_tree, tree_levels
 
 
@@ -86,10 +86,11 @@ def _ritz(Q: np.ndarray, Z: np.ndarray, k: int, mean: np.ndarray, n: int) -> Pca
 
 
 def subspace_iteration(
-    comm: Comm, blocks, k: int, iterations: int = 30, oversample: int = 4, tol: float = 1e-10, seed: int = 0
+    comm: Comm, blocks, k: int, iterations: int = 30, oversample: int = 4, tol: float = 1e-8, seed: int = 0
 ) -> DistributedFit:
-    """Allreduce block power iteration (see the module docstring); stops when successive bases
-    agree to ``tol`` (sin theta) or after ``iterations``."""
+    """Allreduce block power iteration (see the module docstring) with a Rayleigh-Ritz step on
+    every iterate (no extra communication); stops when successive top-``k`` Ritz subspaces agree to
+    ``tol`` (sin theta) or after ``iterations``."""
     t0 = time.perf_counter()
     blocks = _blocks(comm, blocks)
     means, n = global_mean(comm, blocks)
@@ -97,17 +98,16 @@ def subspace_iteration(
     d = centred[0].shape[1]
     ell = min(d, k + oversample)
     Q = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, ell)))[0]
-    Qs = [Q] * len(blocks)
-    done = 0
+    Qs, prev, done = [Q] * len(blocks), None, 0
     for it in range(max(1, iterations)):
         Zs = comm.allreduce([Xc.T @ (Xc @ Q) for Xc, Q in zip(centred, Qs, strict=True)])
-        newQs = [np.linalg.qr(Z)[0] for Z in Zs]
-        change = max(np.linalg.norm(q - Q @ (Q.T @ q), 2) for q, Q in zip(newQs, Qs, strict=True))
-        Qs, done = newQs, it + 1
-        if change < tol:
+        factors = [_ritz(Q, Z, k, m, n) for Q, Z, m in zip(Qs, Zs, means, strict=True)]
+        done = it + 1
+        # every rank holds the same Z, so every rank takes the same decision
+        if prev is not None and sin_theta(factors[0].components, prev) < tol:
             break
-    Zs = comm.allreduce([Xc.T @ (Xc @ Q) for Xc, Q in zip(centred, Qs, strict=True)])
-    factors = [_ritz(Q, Z, k, m, n) for Q, Z, m in zip(Qs, Zs, means, strict=True)]
+        prev = factors[0].components
+        Qs = [np.linalg.qr(Z)[0] for Z in Zs]
     return DistributedFit("subspace", factors, comm.stats.summary(), done, time.perf_counter() - t0)
 
 
@@ -197,8 +197,12 @@ def projector_average(comm: Comm, blocks, k: int) -> DistributedFit:
     def unpack(arrays):
         return (arrays[0], int(arrays[1][0]), arrays[2])
 
+    def top_k(v, _child):  # the way back carries the root's answer only, not the whole stack
+        _, s, vt = np.linalg.svd(v[0], full_matrices=False)
+        return pack((s[:k, None] * vt[:k], v[1], v[2]))
+
     values = [(f.components.reshape(-1, d), f.n, f.mean) for f in local]
-    results = comm.tree_reduce(values, op, pack, unpack)
+    results = comm.tree_reduce(values, op, pack, unpack, (top_k, lambda arrays, _own: unpack(arrays)))
     factors = []
     for stack, n, mean in results:
         _, s, vt = np.linalg.svd(stack, full_matrices=False)
@@ -272,8 +276,8 @@ def deepca(
     k: int,
     neighbours: Sequence[Sequence[int]],
     iterations: int = 30,
-    mix_steps: int = 4,
-    mean_steps: int = 20,
+    mix_steps: int = 8,
+    mean_steps: int = 60,
     seed: int = 0,
 ) -> DistributedFit:
     """DeEPCA (Ye & Zhang 2021): each rank tracks ``S_r ~ (1/P) sum_j A_j W`` by gradient tracking,
@@ -366,20 +370,29 @@ def graph_merge(
 
 
 def _residual_message(G: PcaFactors, sub: PcaFactors, tol: float) -> list[np.ndarray]:
-    """What a parent sends down: the global basis ``G`` relative to the child's subtree basis."""
+    """What a parent sends down: the global factors ``G`` relative to the child's subtree basis
+    ``sub`` (coefficients ``k x k_c`` and the truncated residual), or ``G`` itself where that is
+    smaller (first array: 1 = residual, 0 = whole)."""
     C = G.components @ sub.components.T
     R = G.components - C @ sub.components
     U, s, Rt = np.linalg.svd(R, full_matrices=False)
     r = int(np.sum(s > tol))
-    return [C, U[:, :r] * s[:r], Rt[:r], G.mean, G.singular_values, np.asarray([G.n], np.int64)]
+    k, d = G.components.shape
+    tail = [G.mean, G.singular_values, np.asarray([G.n], np.int64)]
+    if C.size + r * (k + d) >= k * d:
+        return [np.asarray([0], np.int64), G.components, *tail]
+    return [np.asarray([1], np.int64), C, U[:, :r] * s[:r], Rt[:r], *tail]
 
 
 def _rebuild(arrays, sub: PcaFactors) -> PcaFactors:
-    C, Us, Rt, mean, s, n = arrays
+    """The child's side of :func:`_residual_message`."""
+    if int(arrays[0][0]) == 0:
+        _, vt, mean, s, n = arrays
+        return PcaFactors(mean, s, vt, int(n[0]))
+    _, C, Us, Rt, mean, s, n = arrays
     G = C @ sub.components + Us @ Rt
     U, _, Vt = np.linalg.svd(G, full_matrices=False)  # nearest orthonormal rows (exact G: unchanged)
     return PcaFactors(mean, s, U @ Vt, int(n[0]))
-
 
 STRATEGIES: dict[str, Callable[..., DistributedFit]] = {
     "subspace": subspace_iteration,

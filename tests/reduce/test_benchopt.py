@@ -28,7 +28,7 @@ def test_benchopt_run_tiny_synthetic(tmp_path):
         "-d", "synthetic[ranks=4,split=non-iid,dim=24,n_per_rank=30]",
         "-o", "dpca[k=4]",
         "-s", "tree", "-s", "subspace", "-s", "sklearn-pca",
-        "-n", "3", "--no-plot", "--no-cache", "--output", str(out),
+        "-n", "4", "--no-plot", "--no-cache", "--output", str(out),
     ]  # fmt: skip
     env = {**os.environ, "MPLBACKEND": "Agg"}
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=100)
