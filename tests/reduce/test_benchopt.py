@@ -57,3 +57,14 @@ def test_benchopt_run_tiny_synthetic(tmp_path):
     pngs = list(tmp_path.glob("result_synthetic_k4.png"))
     assert pngs and pngs[0].stat().st_size > 1000
     assert "| tree |" in plot.stdout
+
+
+@pytest.mark.timeout(300)
+def test_benchopt_test_passes(tmp_path):
+    """benchopt's own checks of the benchmark (objective, every dataset, every solver on the test
+    configurations); the simulated runs go to a fresh cache, as on a machine that never ran it."""
+    cmd = [*_benchopt(), "test", str(BENCH), "--skip-install"]
+    env = {**os.environ, "MPLBACKEND": "Agg", "FAISER_DPCA_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
