@@ -65,6 +65,8 @@ def test_benchopt_test_passes(tmp_path):
     configurations); the simulated runs go to a fresh cache, as on a machine that never ran it."""
     cmd = [*_benchopt(), "test", str(BENCH), "--skip-install"]
     env = {**os.environ, "MPLBACKEND": "Agg", "FAISER_DPCA_CACHE": str(tmp_path / "cache")}
+    # benchopt test starts `python -m pytest` from PATH: this interpreter's, also without an activated venv
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout
