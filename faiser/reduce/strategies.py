@@ -43,13 +43,18 @@ from faiser.reduce.graph import check_connected, metropolis_weights, spanning_tr
 
 @dataclasses.dataclass
 class DistributedFit:
-    """Result of a distributed fit: ``factors[i]`` belongs to local rank ``comm.local[i]``."""
+    """Result of a distributed fit: ``factors[i]`` belongs to local rank ``comm.local[i]``; ``comm``
+    is :meth:`CommStats.summary`; ``sketch`` the merged Frequent Directions sketch (``fd`` only);
+    ``mesh`` and ``n_local`` the velocity mesh and this process's VDF count (codec fits only)."""
 
     strategy: str
     factors: list[PcaFactors]
     comm: dict
     iterations: int = 0
     seconds: float = 0.0
+    sketch: np.ndarray | None = None
+    mesh: object | None = None
+    n_local: int = 0
 
     @property
     def first(self) -> PcaFactors:
@@ -245,9 +250,7 @@ def frequent_directions(comm: Comm, blocks, k: int, ell: int | None = None) -> D
     for B, m in zip(results, means, strict=True):
         _, s, vt = np.linalg.svd(B, full_matrices=False)
         factors.append(PcaFactors(m, s[:k], _sign_fixed(vt[:k]), n))
-    fit = DistributedFit("fd", factors, comm.stats.summary(), 1, time.perf_counter() - t0)
-    fit.sketch = results[0]
-    return fit
+    return DistributedFit("fd", factors, comm.stats.summary(), 1, time.perf_counter() - t0, sketch=results[0])
 
 
 # ---- neighbour-only strategies --------------------------------------------------------------------
