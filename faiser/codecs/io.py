@@ -29,7 +29,7 @@ from faiser.codecs.container import Section, Stream, read_file, write_file
 from faiser.codecs.moments import moments
 from faiser.codecs.reference import nonzero_blocks, sparse_nbytes
 from faiser.codecs.registry import codec_class, get_codec
-from faiser.data.sources import VlsvSource, ZarrSource, is_dataset, resolve_runs
+from faiser.data.sources import is_dataset, open_run, resolve_runs
 from faiser.data.sparse_blocks import SparseBlocks, VelocityMesh
 from faiser.errors import CodecError, CompressedFileError, DataError
 
@@ -280,18 +280,9 @@ def load_vdfs(
     matter); VLSV files every cell with a VDF. ``population`` names the species (default: each
     run's first). All inputs must share one velocity mesh. ``max_vdfs`` draws a seeded random subset.
     """
-    from faiser.data.vlsv_reader import open_vlsv
-
     chunks, mesh = [], None
     for p in resolve_runs(paths):
-        if is_dataset(p):
-            src = ZarrSource(p, species=population, cache_bytes=0)
-        else:
-            with open_vlsv(p) as vf:
-                pops = vf.populations
-            if not pops:
-                raise DataError(f"{p}: the file holds no population")
-            src = VlsvSource(p, population=population or pops[0], cache_bytes=0)
+        src = open_run(p, population)
         space = src.vdf_index(src.species[0])
         m = src.mesh
         if min(m.nv) < 4:

@@ -563,6 +563,20 @@ class VlsvSource(Source):
         return f"VLSV files [{names}] populations {list(self.species)}"
 
 
+def open_run(path: str | Path, population: str | None = None) -> Source:
+    """The :class:`Source` of one run (dataset / run directory) or one VLSV file, holding one species:
+    ``population`` (default: the input's first), with no chunk cache (each VDF is read once)."""
+    if is_dataset(path):
+        return ZarrSource(path, species=population, cache_bytes=0)
+    from faiser.data.vlsv_reader import open_vlsv
+
+    with open_vlsv(path) as vf:
+        pops = vf.populations
+    if not pops:
+        raise DataError(f"{path}: the file holds no population")
+    return VlsvSource(path, population=population or pops[0], cache_bytes=0)
+
+
 def open_source(source, **kwargs) -> Source:
     """A :class:`Source` from a Source (returned as is), a path or a list of paths.
 

@@ -14,6 +14,21 @@ from faiser.reduce.partition import rank_vdfs
 from faiser.reduce.strategies import NEEDS_GRAPH, STRATEGIES, DistributedFit, fit
 
 
+def rank_features(codec: PcaCodec, paths, rank: int, ranks: int, *, mode: str = "spatial",
+                  population: str | None = None, snapshot: int | None = None, seed: int = 0, blocks=None):  # fmt: skip
+    """The codec's features (dimensionless VDF windows, ``(n, window^3)``) of the non-empty VDFs rank
+    ``rank`` of ``ranks`` holds (:func:`~faiser.reduce.partition.rank_vdfs`), the velocity mesh and
+    the block decomposition."""
+    f, _, mesh, blocks = rank_vdfs(paths, rank, ranks, mode=mode, population=population, snapshot=snapshot,
+                                   seed=seed, blocks=blocks)  # fmt: skip
+    if min(mesh.nv) < 4:
+        raise CodecError(f"codecs learn from 3V VDFs; this velocity mesh is {tuple(mesh.nv)}")
+    f = f[f.reshape(len(f), -1).sum(axis=1) > 0]
+    if not len(f):
+        return np.zeros((0, codec.settings.window**3)), mesh, blocks
+    return np.asarray(codec._features(f, mesh, moments(f, mesh)), np.float64), mesh, blocks
+
+
 def fit_pca_codec(codec: PcaCodec, paths, comm: Comm, *, merge: str = "tree", population: str | None = None,
                   snapshot: int | None = None, mode: str = "spatial", seed: int = 0) -> DistributedFit:  # fmt: skip
     """Fit ``codec`` (its ``components`` = k) from the VDFs of ``paths``, each rank of ``comm``
@@ -23,13 +38,9 @@ def fit_pca_codec(codec: PcaCodec, paths, comm: Comm, *, merge: str = "tree", po
         raise CodecError(f"unknown PCA merge strategy {merge!r}; choose from {', '.join(STRATEGIES)}")
     blocks, graph_blocks, mesh, n_local = [], None, None, 0
     for r in comm.local:
-        f, _, mesh, graph_blocks = rank_vdfs(paths, r, comm.size, mode=mode, population=population,
-                                             snapshot=snapshot, seed=seed)  # fmt: skip
-        f = f[f.reshape(len(f), -1).sum(axis=1) > 0]
-        if min(mesh.nv) < 4:
-            raise CodecError(f"codecs learn from 3V VDFs; this velocity mesh is {tuple(mesh.nv)}")
-        n_local += len(f)
-        X = codec._features(f, mesh, moments(f, mesh)) if len(f) else np.zeros((0, codec.settings.window**3))
+        X, mesh, graph_blocks = rank_features(codec, paths, r, comm.size, mode=mode, population=population,
+                                              snapshot=snapshot, seed=seed)  # fmt: skip
+        n_local += len(X)
         blocks.append(X)
     neighbours = block_neighbours(graph_blocks or (comm.size, 1, 1)) if merge in NEEDS_GRAPH else None
     res = fit(comm, blocks, codec.settings.components, merge, neighbours=neighbours)

@@ -68,8 +68,9 @@ class Comm:
     stats: CommStats
 
     def allreduce(self, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Sum of every rank's array, on every local rank (counted as a reduce + broadcast tree)."""
-        raise NotImplementedError
+        """Sum of every rank's array, on every local rank: a reduction and a broadcast down the
+        tree of :meth:`tree_reduce`."""
+        return self.tree_reduce([np.asarray(x) for x in xs], np.add, lambda x: [x], lambda a: np.array(a[0]))
 
     def tree_reduce(self, xs: Sequence, op: Callable, pack: Callable, unpack: Callable, down=None) -> list:
         """Combine per-rank values pairwise along :func:`tree_schedule` with ``op(left, right)``; every
@@ -110,19 +111,6 @@ class SimulatedComm(Comm):
         self.size = size
         self.local = list(range(size))
         self.stats = CommStats(size)
-
-    def allreduce(self, xs):
-        xs = [np.asarray(x) for x in xs]
-        parts = list(xs)
-        for level in tree_schedule(self.size):
-            for recv, send in level:
-                self._count(send, [parts[send]])
-                parts[recv] = parts[recv] + parts[send]
-        for level in reversed(tree_schedule(self.size)):  # broadcast back down the same tree
-            for recv, _send in level:
-                self._count(recv, [parts[0]])
-        self.stats.rounds += 2 * len(tree_schedule(self.size))
-        return [parts[0].copy() for _ in self.local]
 
     def tree_reduce(self, xs, op, pack, unpack, down=None):
         parts, sent = list(xs), {}
@@ -216,28 +204,6 @@ class MpiComm(Comm):
             arrays.append(a)
         self.stats.seconds += time.perf_counter() - t0
         return arrays
-
-    def _bcast_tree(self, arrays):
-        for level in reversed(tree_schedule(self.size)):
-            for recv, send in level:  # root -> down: the pair's receiver forwards to its sender
-                if self.rank == recv:
-                    self._send(arrays, send, tag=2)
-                elif self.rank == send:
-                    arrays = self._recv(recv, tag=2)
-        return arrays
-
-    def allreduce(self, xs):
-        (x,) = xs
-        part = np.asarray(x)
-        for level in tree_schedule(self.size):
-            for recv, send in level:
-                if self.rank == send:
-                    self._send([part], recv, tag=1)
-                elif self.rank == recv:
-                    part = part + self._recv(send, tag=1)[0]
-        (part,) = self._bcast_tree([part])
-        self.stats.rounds += 2 * len(tree_schedule(self.size))
-        return [part]
 
     def tree_reduce(self, xs, op, pack, unpack, down=None):
         (value,) = xs

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from faiser.data.sources import Source, ZarrSource, is_dataset, resolve_runs
+from faiser.data.sources import open_run, resolve_runs
 from faiser.errors import ConfigError, DataError
 
 
@@ -86,20 +86,6 @@ def assign(positions: np.ndarray, ranks: int, mode: str = "spatial", seed: int =
     return spatial_blocks(positions, blocks)
 
 
-def open_run_source(path, population: str | None = None) -> Source:
-    """The :class:`~faiser.data.sources.Source` of one run (dataset / run directory) or VLSV file."""
-    if is_dataset(path):
-        return ZarrSource(path, species=population, cache_bytes=0)
-    from faiser.data.sources import VlsvSource
-    from faiser.data.vlsv_reader import open_vlsv
-
-    with open_vlsv(path) as vf:
-        pops = vf.populations
-    if not pops:
-        raise DataError(f"{path}: the file holds no population")
-    return VlsvSource(path, population=population or pops[0], cache_bytes=0)
-
-
 def sample_positions(paths, population: str | None = None, snapshot: int | None = None):
     """Every VDF of the runs in ``paths``: ``(sources, [(source index, sample ids)], positions (n, 3))``.
 
@@ -109,7 +95,7 @@ def sample_positions(paths, population: str | None = None, snapshot: int | None 
     sources, index, pos = [], [], []
     offset = 0.0
     for p in resolve_runs(paths):
-        src = open_run_source(p, population)
+        src = open_run(p, population)
         space = src.vdf_index(src.species[0])
         ids = np.arange(space.size, dtype=np.int64)
         run, _, t, origin = space.decode(ids)

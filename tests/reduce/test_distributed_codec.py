@@ -14,7 +14,7 @@ import pytest
 from faiser.cli import main
 from faiser.codecs.pca import MERGES, PcaCodec
 from faiser.reduce import STRATEGIES, SimulatedComm, sin_theta, unexplained_variance
-from faiser.reduce.codec import fit_pca_codec
+from faiser.reduce.codec import fit_pca_codec, rank_features
 from faiser.reduce.partition import assign, blocks_for, rank_vdfs, spatial_blocks
 from faiser.run.simulate import simulate
 
@@ -61,14 +61,7 @@ def _fit(shock, merge, ranks, mode="spatial"):
 
 
 def _features(shock, codec, ranks=4):
-    from faiser.codecs.moments import moments
-
-    feats = []
-    for r in range(ranks):
-        f, _, mesh, _ = rank_vdfs([str(shock)], r, ranks)
-        f = f[f.reshape(len(f), -1).sum(axis=1) > 0]
-        feats.append(codec._features(f, mesh, moments(f, mesh)))
-    return feats
+    return [rank_features(codec, [str(shock)], r, ranks)[0] for r in range(ranks)]
 
 
 def test_merges_match_the_single_rank_fit(shock):
