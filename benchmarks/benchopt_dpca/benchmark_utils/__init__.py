@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchopt import BaseSolver
 
 from faiser.reduce import SimulatedComm, block_neighbours, fit
 from faiser.reduce.comm import tree_schedule
-from faiser.reduce.partition import decomposition, rank_vdfs, sample_positions
+from faiser.reduce.partition import decomposition, sample_positions
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
 ZERO_COMM = {"bytes_per_rank_max": 0, "bytes_per_rank_mean": 0.0, "messages_per_rank_max": 0, "rounds": 0,
@@ -44,6 +45,28 @@ def result_of(fit_result) -> dict:
         "seconds": float(fit_result.seconds),
         "iterations": int(fit_result.iterations),
     }
+
+
+class StrategySolver(BaseSolver):
+    """A benchopt solver for one strategy of ``faiser.reduce`` (its ``name``), run once; iterative
+    strategies set ``sampling_strategy = "iteration"`` and map ``n_iter`` in :meth:`options`."""
+
+    requirements = []
+    sampling_strategy = "run_once"
+    parameters = {}
+
+    def set_objective(self, blocks, neighbours, k):
+        self.blocks, self.neighbours, self.k = blocks, neighbours, k
+
+    def options(self, n_iter) -> dict:
+        """Keyword options of the strategy for benchopt's ``n_iter``."""
+        return {}
+
+    def run(self, n_iter):
+        self.result = fit_strategy(self.name, self.blocks, self.k, neighbours=self.neighbours, **self.options(n_iter))
+
+    def get_result(self):
+        return self.result
 
 
 def fit_strategy(strategy: str, blocks, k: int, neighbours=None, **options) -> dict:
@@ -162,18 +185,16 @@ def vdf_window_blocks(paths, ranks: int, mode: str, window: int = 6, seed: int =
     distributed codec fit does. Returns ``(blocks, neighbours, decomposition)``: the domain graph is
     that of the spatial decomposition in both modes (who may talk to whom does not depend on where
     the data went)."""
-    from faiser.codecs.moments import moments
     from faiser.codecs.pca import PcaCodec
+    from faiser.reduce.codec import rank_features
 
     codec = PcaCodec(window=window, components=1)
     _, _, positions = sample_positions(paths, snapshot=snapshot)
     decomp = decomposition(positions, ranks)
     blocks = []
     for r in range(ranks):
-        f, _, mesh, _ = rank_vdfs(paths, r, ranks, mode=mode, snapshot=snapshot, seed=seed, blocks=decomp)
+        X, mesh, _ = rank_features(codec, paths, r, ranks, mode=mode, snapshot=snapshot, seed=seed, blocks=decomp)
         if min(mesh.nv) < window:
             raise ValueError(f"VDF windows of {window} cells need a 3V mesh of at least that size; got {mesh.nv}")
-        f = f[f.reshape(len(f), -1).sum(axis=1) > 0]
-        X = codec._features(f, mesh, moments(f, mesh)) if len(f) else np.zeros((0, window**3))
-        blocks.append(np.asarray(X, np.float64))
+        blocks.append(X)
     return blocks, block_neighbours(decomp), decomp
