@@ -25,3 +25,10 @@ if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
   fi
   touch "$stamp"
 fi
+# Faster CPU runs for the demo and the tests. XLA:CPU allocates each call's temporaries afresh, and
+# glibc hands blocks over 128 KiB back to the kernel on free, so every call page-faults new memory
+# (one 150 x 24^3 translation per call, this 2-core VM: 19.8 ms with glibc's defaults, 9.3 ms with
+# these). Blocks up to 32 MiB then stay in the heap for reuse; a user's own settings win.
+export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-33554432}"
+export MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-4294967296}"
+export MALLOC_TOP_PAD_="${MALLOC_TOP_PAD_:-268435456}"

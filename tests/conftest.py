@@ -9,6 +9,12 @@ The suite compiles many programs more than once: benchmarks time >= 5 repeats of
 resumed one; the ranks of an MPI launch; CLI round trips) repeat programs of the in-process tests.
 Identical programs hit the cache (its key is the compiled module, so results are unchanged). The
 cache lives in a fresh temporary folder, removed at exit, unless JAX_COMPILATION_CACHE_DIR is set.
+Under pytest-xdist (``./test.sh`` runs two workers) the controller sets it up before the workers
+start, so they inherit and share it.
+
+Every test starts with jax's x64 mode as the session has it: building a float64 case switches it
+on for the whole process (``faiser.cases.base.jax_dtype``), which would otherwise change the
+float32 programs of whichever tests run later in the same worker.
 """
 
 import atexit
@@ -27,6 +33,16 @@ if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE  # inherited by subprocesses and notebook kernels
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+
+@pytest.fixture(autouse=True)
+def _restore_x64_mode():
+    import jax
+
+    before = jax.config.read("jax_enable_x64")
+    yield
+    if jax.config.read("jax_enable_x64") != before:
+        jax.config.update("jax_enable_x64", before)
 
 
 @pytest.fixture(scope="session")
