@@ -14,6 +14,15 @@ Variants in the same run, so the value of each training ingredient is visible:
 - ``linear``: a DMD-like linear propagator fitted by least squares (:mod:`faiser.latent.baselines`);
 - ``persistence``: ``z`` stays constant.
 
+and the baselines that work on f itself (:mod:`faiser.latent.reference_baselines`), in the same tables:
+
+- ``interpolation``: the two training runs that bracket the held-out parameter, blended linearly
+  at each output time (no model at all);
+- ``pod8``, ``pod32``: the reference projected onto the mean and 8 / 32 POD modes of every
+  training snapshot (the floor of a linear reduced basis of that size);
+- ``autoencoder``: each reference snapshot encoded and decoded by the trained model (the floor the
+  latent solver starts from before its propagator acts).
+
 Speed: the reference's and the latent rollout's ``wall_s`` for the same simulated time on the same
 device, both without compilation: once with only the final state decoded (encode once, propagate,
 decode once) and once decoding every latent step. Every wall time is the median of ``repeats``
@@ -144,16 +153,40 @@ def compare_runs(ref_dir: str | Path, run_dir: str | Path) -> dict:
     sp = run.species_names[0]
     ref_steps = {int(s): i for i, s in enumerate(ref.steps)}
     pairs = [(ref_steps[int(s)], j) for j, s in enumerate(run.steps) if int(s) in ref_steps]
+    names = ("density", "bulk_velocity", "temperature")
+    return _compare(ref, ((i, run.f(sp, time=j), {k: run.moments(sp, k, time=j) for k in names}) for i, j in pairs))
+
+
+def compare_frames(ref_dir: str | Path, frames: Mapping[int, np.ndarray]) -> dict:
+    """:func:`compare_runs` for states held in memory: ``frames`` maps the index of a snapshot of
+    ``ref_dir`` to the f (6D, first species) compared with it; its moments are computed here."""
+    from faiser.data.dataset import open_dataset
+    from faiser.vlasov.diagnostics import cell_diagnostics
+
+    ref = open_dataset(ref_dir)
+    mass = float(ref.species[0].mass)
+
+    def items():
+        for i, f in frames.items():
+            m = cell_diagnostics(np.asarray(f, np.float64), ref.grid, ref.fields(i)[1], mass)
+            yield i, f, {k: np.asarray(m[k]) for k in ("density", "bulk_velocity", "temperature")}
+
+    return _compare(ref, items())
+
+
+def _compare(ref, items) -> dict:
+    """The error series of :func:`compare_runs` over ``items``: (reference snapshot index, f, moments)."""
+    sp = ref.species_names[0]
     out = {k: [] for k in ("time", "l2_f", "density", "velocity", "temperature", "correlation")}
-    mass = float(ref.species[0].mass) if hasattr(ref.species[0], "mass") else 1.0
-    for i, j in pairs:
-        a, b = ref.f(sp, time=i).astype(np.float64), run.f(sp, time=j).astype(np.float64)
+    mass = float(ref.species[0].mass)
+    for i, fb, mb in items:
+        a, b = ref.f(sp, time=i).astype(np.float64), np.asarray(fb, np.float64)
         out["time"].append(float(ref.times[i]))
         out["l2_f"].append(float(np.linalg.norm(b - a) / np.linalg.norm(a)))
-        na, nb = ref.moments(sp, "density", time=i), run.moments(sp, "density", time=j)
+        na, nb = ref.moments(sp, "density", time=i), mb["density"]
         out["density"].append(float(np.linalg.norm(nb - na) / np.linalg.norm(na)))
-        Va, Vb = ref.moments(sp, "bulk_velocity", time=i), run.moments(sp, "bulk_velocity", time=j)
-        Ta, Tb = ref.moments(sp, "temperature", time=i), run.moments(sp, "temperature", time=j)
+        Va, Vb = ref.moments(sp, "bulk_velocity", time=i), mb["bulk_velocity"]
+        Ta, Tb = ref.moments(sp, "temperature", time=i), mb["temperature"]
         scale = math.sqrt(float(np.mean(np.sum(Va**2, axis=-1))) + float(np.mean(np.abs(Ta))) / mass)
         out["velocity"].append(float(math.sqrt(float(np.mean(np.sum((Vb - Va) ** 2, axis=-1)))) / scale))
         out["temperature"].append(float(np.linalg.norm(Tb - Ta) / np.linalg.norm(Ta)))
@@ -161,6 +194,36 @@ def compare_runs(ref_dir: str | Path, run_dir: str | Path) -> dict:
         out["correlation"].append(float(ca @ cb / max(np.linalg.norm(ca) * np.linalg.norm(cb), 1e-300)))
     below = [t for t, c in zip(out["time"], out["correlation"]) if c < 0.8]
     out["correlation_time"] = below[0] if below else None
+    return out
+
+
+def reference_baselines(ref_dir: Path, train_dirs: list[Path], train_values: list, value, model, ranks=(8, 32)) -> dict:
+    """Error series (:func:`compare_frames`) of the f-space baselines of the held-out run in
+    ``ref_dir`` (see :mod:`faiser.latent.reference_baselines`): ``interpolation`` of the training
+    runs ``train_dirs`` (parameters ``train_values``) at ``value``, ``pod<r>`` (the projection onto
+    ``r`` modes of every training snapshot) and ``autoencoder`` (encode-decode by ``model``)."""
+    from faiser.data.dataset import open_dataset
+    from faiser.latent.reference_baselines import PodBasis, interpolation_weights
+
+    ref = open_dataset(ref_dir)
+    sp = ref.species_names[0]
+    runs = [open_dataset(d) for d in train_dirs]
+    run_steps = [{int(s): j for j, s in enumerate(r.steps)} for r in runs]
+    weights = interpolation_weights(train_values, value)
+    idx = [i for i, s in enumerate(ref.steps) if all(int(s) in run_steps[k] for k, _ in weights)]
+    blend = {i: sum(w * runs[k].f(sp, time=run_steps[k][int(ref.steps[i])]).astype(np.float64) for k, w in weights)
+             for i in idx}  # fmt: skip
+    out = {"interpolation": {**compare_frames(ref_dir, blend), "weights": [[k, w] for k, w in weights]}}
+    snapshots = np.concatenate([np.asarray(r.f(sp)) for r in runs])
+    for r in ranks:
+        pod = PodBasis.fit(snapshots, r)
+        frames = {i: pod.project(ref.f(sp, time=i)) for i in range(len(ref.steps))}
+        out[f"pod{r}"] = {**compare_frames(ref_dir, frames), "rank": pod.rank}
+    frames = {}
+    for i in range(len(ref.steps)):
+        E, B = ref.fields(i)
+        frames[i] = np.asarray(model.decode(model.encode(ref.f(sp, time=i), E, B))[0][0])
+    out["autoencoder"] = compare_frames(ref_dir, frames)
     return out
 
 
@@ -237,6 +300,7 @@ def _bench_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
             out = runs / f"{vname}-{_name(v)}"
             res = rollout(vm, case, over, out, progress=False, save_every=D)
             entry["variants"][vname] = {**compare_runs(ref_dir, out), "drift": res.timing["drift"]}
+        entry["variants"].update(reference_baselines(ref_dir, train_dirs, fam["train"], v, model))
         # speed: same simulated time, same device, compilation excluded; final state only vs every step;
         # each wall time the median of `repeats` runs (the reference with outputs: the run above and
         # repeats - 1 more into a scratch directory)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from faiser.bench import bench_latent
 from faiser.cli import main
@@ -15,7 +16,18 @@ def test_bench_latent_tiny(tmp_path):
     doc = bench_latent(out, {"tiny": True, "horizon": 2, "families": "landau", "progress": False})
     saved = json.loads(out.read_text())
     assert saved["results"] == doc["results"] and {r["variant"] for r in doc["results"]} == {
-        "latent", "one_step", "linear", "persistence"}  # fmt: skip
+        "latent", "one_step", "linear", "persistence", "interpolation", "pod8", "pod32", "autoencoder"}  # fmt: skip
+    variants = doc["families"][0]["held_out"][0]["variants"]
+    # Landau's initial f, (1 + alpha cos kx) M(v), is linear in alpha: blending the training runs at
+    # alpha = 0.02 and 0.2 gives the held-out alpha = 0.075 exactly, and so does any POD basis that
+    # holds the two training initial states (mean + 1 mode spans them)
+    assert [k for k, _ in variants["interpolation"]["weights"]] == [0, 1]
+    assert variants["interpolation"]["weights"][1][1] == pytest.approx((0.075 - 0.02) / (0.2 - 0.02))
+    for name in ("interpolation", "pod8", "pod32"):
+        assert variants[name]["l2_f"][0] < 1e-5 and variants[name]["density"][0] < 1e-5, name
+        assert 0 < max(variants[name]["l2_f"]) < 1 and len(variants[name]["time"]) == 3, name
+    assert variants["pod8"]["rank"] == variants["pod32"]["rank"] <= 6  # 2 runs x 3 snapshots, centred
+    assert variants["autoencoder"]["l2_f"][0] > 1e-4  # an untrained-size model is not lossless
     for r in doc["results"]:
         assert np.isfinite(r["l2_f_final"]) and np.isfinite(r["density_final"]) and r["horizon"] == 2
     fam = doc["families"][0]
