@@ -89,7 +89,8 @@ class BenchLatentSettings(BenchSettings):
     speed: also time the shock case at larger grids (``speed_sizes``: ``NXxNV`` items) with an
     untrained model of the default architecture (the cost of a latent step does not depend on the
     weights) over ``speed_latent_steps`` latent steps against the reference for the same time.
-    repeats: runs per wall time (median, min, max).
+    repeats: runs per wall time (median, min, max). baselines_only: only the reference runs and
+    the f-space baselines (interpolation, POD), no model trained and nothing timed.
     """
 
     families: str = "shock,landau,khi"
@@ -101,6 +102,7 @@ class BenchLatentSettings(BenchSettings):
     pushforward: bool = False
     batch: int = 8
     speed: bool = True
+    baselines_only: bool = False
     speed_sizes: str = "32x16,128x16,128x32,512x32"
     speed_latent_steps: int = 20
     work: str = ""
@@ -201,7 +203,8 @@ def reference_baselines(ref_dir: Path, train_dirs: list[Path], train_values: lis
     """Error series (:func:`compare_frames`) of the f-space baselines of the held-out run in
     ``ref_dir`` (see :mod:`faiser.latent.reference_baselines`): ``interpolation`` of the training
     runs ``train_dirs`` (parameters ``train_values``) at ``value``, ``pod<r>`` (the projection onto
-    ``r`` modes of every training snapshot) and ``autoencoder`` (encode-decode by ``model``)."""
+    ``r`` modes of every training snapshot) and ``autoencoder`` (encode-decode by ``model``, if
+    not None)."""
     from faiser.data.dataset import open_dataset
     from faiser.latent.reference_baselines import PodBasis, interpolation_weights
 
@@ -219,11 +222,12 @@ def reference_baselines(ref_dir: Path, train_dirs: list[Path], train_values: lis
         pod = PodBasis.fit(snapshots, r)
         frames = {i: pod.project(ref.f(sp, time=i)) for i in range(len(ref.steps))}
         out[f"pod{r}"] = {**compare_frames(ref_dir, frames), "rank": pod.rank}
-    frames = {}
-    for i in range(len(ref.steps)):
-        E, B = ref.fields(i)
-        frames[i] = np.asarray(model.decode(model.encode(ref.f(sp, time=i), E, B))[0][0])
-    out["autoencoder"] = compare_frames(ref_dir, frames)
+    if model is not None:
+        frames = {}
+        for i in range(len(ref.steps)):
+            E, B = ref.fields(i)
+            frames[i] = np.asarray(model.decode(model.encode(ref.f(sp, time=i), E, B))[0][0])
+        out["autoencoder"] = compare_frames(ref_dir, frames)
     return out
 
 
@@ -256,19 +260,14 @@ def _variants(data, model, cfg, progress):
     return {"latent": model, "one_step": one, "linear": lin, "persistence": pers}
 
 
-def _bench_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
-    from faiser.latent.data import load_trajectories
-    from faiser.latent.rollout import rollout
-    from faiser.latent.train import LatentTrainConfig, train_latent
-    from faiser.run.simulate import simulate
+def _simulate_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
+    """The reference runs a family trains on (``train_dirs``), with the family's timing constants."""
+    from faiser.run.simulate import resolve_config, simulate
 
     fam = _family(name, s)
     case, every = fam["case"], fam["save_every"]
-    from faiser.run.simulate import resolve_config
-
     dt = float(resolve_config(case, fam["base"]).dt)
-    D = every  # stride 1: one latent step per snapshot interval
-    t_end = s.horizon * D * dt
+    t_end = s.horizon * every * dt  # stride 1: one latent step (D = every) per snapshot interval
     runs = work / name / "runs"
     if runs.exists():
         shutil.rmtree(runs)
@@ -278,7 +277,37 @@ def _bench_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
         d = runs / f"train-{_name(v)}"
         simulate(case, _overrides(fam, v, t_end), d, progress=False, save_every=every)
         train_dirs.append(d)
-    sim_s = time.perf_counter() - t0
+    return {"fam": fam, "case": case, "D": every, "dt": dt, "t_end": t_end, "runs": runs,
+            "train_dirs": train_dirs, "simulate_s": time.perf_counter() - t0}  # fmt: skip
+
+
+def _baselines_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
+    """``baselines_only``: the f-space baselines of every held-out run, no model trained."""
+    from faiser.run.simulate import simulate
+
+    r = _simulate_family(name, s, work)
+    fam, held = r["fam"], []
+    for v in fam["test"]:
+        ref_dir = r["runs"] / f"test-{_name(v)}"
+        simulate(r["case"], _overrides(fam, v, r["t_end"]), ref_dir, progress=False, save_every=r["D"])
+        variants = reference_baselines(ref_dir, r["train_dirs"], fam["train"], v, None)
+        held.append({"value": v, "variants": variants, "ref_dir": str(ref_dir)})
+    return {
+        "family": name, "case": r["case"], "key": fam["key"], "train_values": fam["train"], "base": fam["base"],
+        "steps_per_latent": r["D"], "latent_dt": r["D"] * r["dt"], "horizon": s.horizon, "t_end": r["t_end"],
+        "simulate_s": r["simulate_s"], "held_out": held,
+    }  # fmt: skip
+
+
+def _bench_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
+    from faiser.latent.data import load_trajectories
+    from faiser.latent.rollout import rollout
+    from faiser.latent.train import LatentTrainConfig, train_latent
+    from faiser.run.simulate import simulate
+
+    r = _simulate_family(name, s, work)
+    fam, case, D, dt, t_end, runs = r["fam"], r["case"], r["D"], r["dt"], r["t_end"], r["runs"]
+    train_dirs, sim_s = r["train_dirs"], r["simulate_s"]
     data = load_trajectories(train_dirs)
     steps = (10, 10) if s.tiny else (s.ae_steps, s.prop_steps)
     cfg = LatentTrainConfig.of(
@@ -487,12 +516,13 @@ def bench_latent(out: str | Path, overrides: Mapping[str, object] | BenchLatentS
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(s.work) if s.work else out.with_name(out.stem + "_work")
     families, results, plots = [], [], []
-    speed = speed_scan(s) if s.speed and not s.tiny else []
+    speed = speed_scan(s) if s.speed and not s.tiny and not s.baselines_only else []
     for name in s.family_names:
-        fam = _bench_family(name, s, work)
+        fam = (_baselines_family if s.baselines_only else _bench_family)(name, s, work)
         families.append(fam)
         results.extend(_summary(fam))
-        plots.extend(plot_family(fam, out.with_suffix("")))
+        if not s.baselines_only:
+            plots.extend(plot_family(fam, out.with_suffix("")))
     doc = document(
         "latent",
         s,

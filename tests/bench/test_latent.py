@@ -42,3 +42,12 @@ def test_bench_latent_tiny(tmp_path):
         assert (tmp_path / p.split("/")[-1]).stat().st_size > 1000
     assert main(["bench", "latent", "--set", "families=nope", "--out", str(tmp_path / "x.json")]) == 2
     assert main(["bench", "latent", "--set", "repeats=3", "--out", str(tmp_path / "x.json")]) == 2
+
+
+def test_bench_latent_baselines_only(tmp_path):
+    """Reference runs and f-space baselines without training a model (nothing timed, no plots)."""
+    doc = bench_latent(tmp_path / "b.json", {"tiny": True, "horizon": 2, "families": "landau", "baselines_only": True})
+    assert {r["variant"] for r in doc["results"]} == {"interpolation", "pod8", "pod32"}
+    assert doc["plots"] == [] and doc["speed"] == []
+    inter = doc["families"][0]["held_out"][0]["variants"]["interpolation"]
+    assert inter["l2_f"][0] < 1e-5 < inter["l2_f"][-1] < 1  # exact at t = 0 (f0 linear in alpha), then not
