@@ -5,7 +5,9 @@ trajectories over a range of one case parameter and held-out runs at parameters 
 latent solver is trained on the former and rolled out from the held-out initial conditions. Both
 write the same files (``simulate`` and ``rollout`` with ``--save-every D``), and the comparison is
 file to file: relative L2 of f, errors of n, V and T per output time, the Pearson correlation of f
-and the correlation time (first time it drops below 0.8), and the conservation drifts.
+and the correlation time (first time it drops below 0.8), and the conservation drifts of mass,
+momentum and energy beside the reference's own drift over the same time (``reference_drift``,
+``drift_minus_reference``).
 
 Variants in the same run, so the value of each training ingredient is visible:
 
@@ -301,7 +303,7 @@ def _baselines_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
 
 def _bench_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
     from faiser.latent.data import load_trajectories
-    from faiser.latent.rollout import rollout
+    from faiser.latent.rollout import DRIFT_KEYS, conservation_drift, rollout
     from faiser.latent.train import LatentTrainConfig, train_latent
     from faiser.run.simulate import simulate
 
@@ -324,11 +326,18 @@ def _bench_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
         over = _overrides(fam, v, t_end)
         ref_dir = runs / f"test-{_name(v)}"
         ref = simulate(case, over, ref_dir, progress=False, save_every=D)
-        entry = {"value": v, "variants": {}}
+        diag = ref.diagnostics
+        ref_drift = conservation_drift(*({k: float(diag[k].values[i]) for k in (*DRIFT_KEYS, "kinetic_energy")}
+                                         for i in (0, -1)))  # fmt: skip
+        entry = {"value": v, "variants": {}, "reference_drift": ref_drift}
         for vname, vm in variants.items():
             out = runs / f"{vname}-{_name(v)}"
             res = rollout(vm, case, over, out, progress=False, save_every=D)
-            entry["variants"][vname] = {**compare_runs(ref_dir, out), "drift": res.timing["drift"]}
+            drift = res.timing["drift"]
+            entry["variants"][vname] = {
+                **compare_runs(ref_dir, out), "drift": drift,
+                "drift_minus_reference": {k: drift[k] - ref_drift[k] for k in DRIFT_KEYS},
+            }  # fmt: skip
         entry["variants"].update(reference_baselines(ref_dir, train_dirs, fam["train"], v, model))
         # speed: same simulated time, same device, compilation excluded; final state only vs every step;
         # each wall time the median of `repeats` runs (the reference with outputs: the run above and
@@ -358,6 +367,8 @@ def _bench_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
             "speedup": med["reference"] / med["latent"],
             "speedup_decode_every_step": med["reference_with_outputs"] / med["latent_decode_every_step"],
             "wall_s": walls,
+            # rollouts of this kind that pay back generating the training runs and training
+            "break_even_rollouts": _break_even(sim_s + train_s, med["reference"] - med["latent"]),
         }
         entry["ref_dir"], entry["latent_dir"] = str(ref_dir), str(runs / f"latent-{_name(v)}")
         held.append(entry)
@@ -367,6 +378,12 @@ def _bench_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
         "train_config": cfg.to_json(), "simulate_s": sim_s, "train_s": train_s,
         "model_history": model.meta["history"], "held_out": held,
     }  # fmt: skip
+
+
+def _break_even(cost_s: float, saving_s: float) -> float | None:
+    """Rollouts after which ``cost_s`` (data generation + training) is paid back by ``saving_s`` per
+    rollout; None if a rollout saves nothing."""
+    return cost_s / saving_s if saving_s > 0 else None
 
 
 def _summary(fam: dict) -> list[dict]:
@@ -380,6 +397,7 @@ def _summary(fam: dict) -> list[dict]:
                 "velocity_final": r["velocity"][-1], "correlation_final": r["correlation"][-1],
                 "correlation_time": r["correlation_time"], "l2_f_mean": float(np.mean(r["l2_f"][1:])),
                 "speedup": h["timing"]["speedup"] if vname == "latent" else None,
+                "break_even_rollouts": h["timing"]["break_even_rollouts"] if vname == "latent" else None,
             })  # fmt: skip
     return rows
 

@@ -100,6 +100,23 @@ def _check_compatible(model: LatentModel, case: str, built) -> tuple[int, int]:
     return D, built.n_steps // D
 
 
+DRIFT_KEYS = ("mass", "momentum_x", "momentum_y", "momentum_z", "total_energy")
+
+
+def conservation_drift(first: Mapping, last: Mapping) -> dict[str, float]:
+    """Relative change of mass, momentum and total energy between two diagnostics rows (dicts of
+    :func:`~faiser.run.outputs.diagnostics_row`): relative to the first value; momentum relative
+    to ``sqrt(2 M K)`` (mass times the rms speed), since a component that starts at 0 has no scale
+    of its own."""
+
+    def drift(key):
+        a, b = float(first[key]), float(last[key])
+        scale = math.sqrt(2.0 * abs(first["mass"] * first["kinetic_energy"])) if key.startswith("momentum") else abs(a)
+        return (b - a) / scale if scale > 0 else b - a
+
+    return {k: drift(k) for k in DRIFT_KEYS}
+
+
 def rollout(
     model: str | Path | LatentModel,
     case: str,
@@ -253,15 +270,6 @@ def rollout(
     if writer is not None:
         writer.close(complete=True)
     wall = t_enc + t_prop + t_dec
-    first, last = records[0], records[-1]
-
-    def drift(key):
-        # relative to the initial value; momentum relative to sqrt(2 M K) (mass times the rms speed),
-        # since a component that starts at 0 has no scale of its own
-        a, b = first[key], last[key]
-        scale = math.sqrt(2.0 * abs(first["mass"] * first["kinetic_energy"])) if key.startswith("momentum") else abs(a)
-        return (b - a) / scale if scale > 0 else b - a
-
     timing = {
         "wall_s": wall,
         "compile_s": compile_s,
@@ -278,7 +286,7 @@ def rollout(
         "snapshots": len(plan["save"]) if writer else 0,
         "vlsv_files": n_vlsv,
         "mass": mode,
-        "drift": {k: drift(k) for k in ("mass", "momentum_x", "momentum_y", "momentum_z", "total_energy")},
+        "drift": conservation_drift(records[0], records[-1]),
     }
     ds = timeseries_to_xarray(records)
     if out is not None:

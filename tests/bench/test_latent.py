@@ -28,6 +28,12 @@ def test_bench_latent_tiny(tmp_path):
         assert 0 < max(variants[name]["l2_f"]) < 1 and len(variants[name]["time"]) == 3, name
     assert variants["pod8"]["rank"] == variants["pod32"]["rank"] <= 6  # 2 runs x 3 snapshots, centred
     assert variants["autoencoder"]["l2_f"][0] > 1e-4  # an untrained-size model is not lossless
+    held = doc["families"][0]["held_out"][0]
+    assert abs(held["reference_drift"]["mass"]) < 1e-5  # periodic Landau: the reference keeps its mass
+    lat = variants["latent"]
+    assert lat["drift_minus_reference"]["mass"] == pytest.approx(lat["drift"]["mass"] - held["reference_drift"]["mass"])
+    be = held["timing"]["break_even_rollouts"]
+    assert be is None or be > 0
     for r in doc["results"]:
         assert np.isfinite(r["l2_f_final"]) and np.isfinite(r["density_final"]) and r["horizon"] == 2
     fam = doc["families"][0]
