@@ -60,6 +60,7 @@ FAMILIES: dict[str, dict] = {
         "train": [(80.0, 50.0, 0.0), (90.0, 50.0, 0.0), (110.0, 50.0, 0.0), (120.0, 50.0, 0.0)],
         "test": [(85.0, 50.0, 0.0), (105.0, 50.0, 0.0)],
         "save_every": 10,
+        "t_end": 50.0,  # 1 / Omega_i: about 1.7 crossings of the box by the upstream flow
     },
     "landau": {
         "case": "landau",
@@ -68,6 +69,7 @@ FAMILIES: dict[str, dict] = {
         "train": [0.02, 0.05, 0.1, 0.2],
         "test": [0.075, 0.15],
         "save_every": 5,
+        "t_end": 50.0,  # 1 / omega_p (100 latent steps of D = 5)
     },
     "khi": {
         "case": "khi",
@@ -76,6 +78,7 @@ FAMILIES: dict[str, dict] = {
         "train": [150.0, 200.0, 250.0, 300.0],
         "test": [175.0, 275.0],
         "save_every": 4,
+        "t_end": 100.0,  # 1 / Omega_i (100 latent steps of D = 4)
     },
 }
 
@@ -84,10 +87,12 @@ FAMILIES: dict[str, dict] = {
 class BenchLatentSettings(BenchSettings):
     """``--set`` keys of ``faiser bench latent`` (and ``repeats``, ``tiny`` of :class:`BenchSettings`).
 
-    families: comma-separated names of :data:`FAMILIES`. horizon: latent steps rolled out (the
-    targets are stated after 100). ae_steps, prop_steps, unroll, noise_std, pushforward: training of
-    the ``latent`` variant (``one_step`` uses the same steps with unroll 1). tiny: shrink grids and
-    runs for smoke tests. work: directory of the runs (default: ``<out stem>_work`` beside the JSON).
+    families: comma-separated names of :data:`FAMILIES`. horizon: latent steps rolled out; 0 (the
+    default) rolls out to each family's physical horizon ``t_end`` (in :data:`FAMILIES`; the shock's
+    targets are stated at t = 50 / Omega_i, 100 latent steps of D = 10). ae_steps, prop_steps,
+    unroll, noise_std, pushforward: training of the ``latent`` variant (``one_step`` uses the same
+    steps with unroll 1). tiny: shrink grids and runs for smoke tests. work: directory of the runs
+    (default: ``<out stem>_work`` beside the JSON).
     speed: also time the shock case at larger grids (``speed_sizes``: ``NXxNV`` items) with an
     untrained model of the default architecture (the cost of a latent step does not depend on the
     weights) over ``speed_latent_steps`` latent steps against the reference for the same time.
@@ -96,7 +101,7 @@ class BenchLatentSettings(BenchSettings):
     """
 
     families: str = "shock,landau,khi"
-    horizon: int = 100
+    horizon: int = 0
     ae_steps: int = 1500
     prop_steps: int = 1500
     unroll: int = 4
@@ -116,8 +121,8 @@ class BenchLatentSettings(BenchSettings):
         unknown = [f for f in self.family_names if f not in FAMILIES]
         if unknown:
             raise ConfigError(f"unknown families {unknown}; known: {sorted(FAMILIES)}")
-        if self.horizon < 1:
-            raise ConfigError("horizon must be >= 1")
+        if self.horizon < 0:
+            raise ConfigError("horizon must be >= 1 latent steps, or 0 for each family's physical horizon")
 
     @property
     def family_names(self) -> list[str]:
@@ -269,7 +274,8 @@ def _simulate_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
     fam = _family(name, s)
     case, every = fam["case"], fam["save_every"]
     dt = float(resolve_config(case, fam["base"]).dt)
-    t_end = s.horizon * every * dt  # stride 1: one latent step (D = every) per snapshot interval
+    horizon = s.horizon or max(1, round(fam["t_end"] / (every * dt)))
+    t_end = horizon * every * dt  # stride 1: one latent step (D = every) per snapshot interval
     runs = work / name / "runs"
     if runs.exists():
         shutil.rmtree(runs)
@@ -279,7 +285,7 @@ def _simulate_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
         d = runs / f"train-{_name(v)}"
         simulate(case, _overrides(fam, v, t_end), d, progress=False, save_every=every)
         train_dirs.append(d)
-    return {"fam": fam, "case": case, "D": every, "dt": dt, "t_end": t_end, "runs": runs,
+    return {"fam": fam, "case": case, "D": every, "dt": dt, "t_end": t_end, "horizon": horizon, "runs": runs,
             "train_dirs": train_dirs, "simulate_s": time.perf_counter() - t0}  # fmt: skip
 
 
@@ -296,7 +302,7 @@ def _baselines_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
         held.append({"value": v, "variants": variants, "ref_dir": str(ref_dir)})
     return {
         "family": name, "case": r["case"], "key": fam["key"], "train_values": fam["train"], "base": fam["base"],
-        "steps_per_latent": r["D"], "latent_dt": r["D"] * r["dt"], "horizon": s.horizon, "t_end": r["t_end"],
+        "steps_per_latent": r["D"], "latent_dt": r["D"] * r["dt"], "horizon": r["horizon"], "t_end": r["t_end"],
         "simulate_s": r["simulate_s"], "held_out": held,
     }  # fmt: skip
 
@@ -313,7 +319,7 @@ def _bench_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
     data = load_trajectories(train_dirs)
     steps = (10, 10) if s.tiny else (s.ae_steps, s.prop_steps)
     cfg = LatentTrainConfig.of(
-        ae_steps=steps[0], prop_steps=steps[1], unroll=min(s.unroll, s.horizon), noise_std=s.noise_std,
+        ae_steps=steps[0], prop_steps=steps[1], unroll=min(s.unroll, r["horizon"]), noise_std=s.noise_std,
         pushforward=s.pushforward, ae_batch=s.batch, prop_batch=s.batch, seed=s.seed,
         **({"hidden": 8, "cell_dim": 8, "code_dim": 8, "prop_hidden": 8, "velocity_channels": 4} if s.tiny else {}),
     )  # fmt: skip
@@ -374,7 +380,7 @@ def _bench_family(name: str, s: BenchLatentSettings, work: Path) -> dict:
         held.append(entry)
     return {
         "family": name, "case": case, "key": fam["key"], "train_values": fam["train"], "base": fam["base"],
-        "steps_per_latent": D, "latent_dt": D * dt, "horizon": s.horizon, "t_end": t_end,
+        "steps_per_latent": D, "latent_dt": D * dt, "horizon": r["horizon"], "t_end": t_end,
         "train_config": cfg.to_json(), "simulate_s": sim_s, "train_s": train_s,
         "model_history": model.meta["history"], "held_out": held,
     }  # fmt: skip
