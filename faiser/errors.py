@@ -77,3 +77,7 @@ def out_of_memory_error(exc: BaseException, what: str = "the run") -> ResourceEr
     if len(first) > 200:
         first = first[:197] + "..."
     return ResourceError(f"{what} ran out of memory ({first}); use a smaller grid or a machine with more memory")
+
+
+class ExtrapolationWarning(UserWarning):
+    """A learned model applied outside the range of parameters it was trained on."""

@@ -79,11 +79,12 @@ class Normalization(JsonConfig):
 
     def condition(self, config: Mapping) -> np.ndarray:
         """Standardized conditioning vector ``(n_cond,)`` of a case config (a dict)."""
-        raw = np.asarray([_lookup(config, k) for k in self.cond_keys], np.float64)
+        raw = np.asarray([condition_value(config, k) for k in self.cond_keys], np.float64)
         return ((raw - np.asarray(self.cond_mean)) / np.asarray(self.cond_std)).astype(np.float32)
 
 
-def _lookup(config: Mapping, key: str) -> float:
+def condition_value(config: Mapping, key: str) -> float:
+    """The number a conditioning key names in a case config (``"V_left_kms[0]"``: a component)."""
     name, _, idx = key.partition("[")
     if name not in config:
         raise ConfigError(f"the case config has no key {name!r} the latent model is conditioned on")
@@ -162,7 +163,7 @@ class Trajectories:
         std = eb.std(axis=0)
         constant = std <= 1e-6 * np.maximum(np.abs(eb).max(axis=0), 1e-30)
         std = np.where(std > 1e-6 * max(float(np.abs(eb).max()), 1e-30), std, max(float(np.abs(eb).max()), 1.0))
-        raw = np.asarray([[_lookup(c, k) for k in keys] for c in self.configs], np.float64).reshape(
+        raw = np.asarray([[condition_value(c, k) for k in keys] for c in self.configs], np.float64).reshape(
             len(self.configs), len(keys)
         )
         cstd = raw.std(axis=0) if len(keys) else np.zeros(0)

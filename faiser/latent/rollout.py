@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from tqdm import tqdm
 from faiser.atomic import atomic_write_text
 from faiser.cases import build_case
 from faiser.config import to_json
-from faiser.errors import ConfigError, DatasetError
+from faiser.errors import ConfigError, DatasetError, ExtrapolationWarning
 from faiser.grid import PhaseSpaceGrid
 from faiser.latent.model import LatentModel, load_latent_model
 from faiser.run.memory import check_fits_in_memory
@@ -100,6 +101,24 @@ def _check_compatible(model: LatentModel, case: str, built) -> tuple[int, int]:
     return D, built.n_steps // D
 
 
+def outside_training_range(model: LatentModel, config: Mapping) -> list[str]:
+    """A message per conditioning parameter of ``config`` (a case config dict) that lies outside
+    the range of the model's training runs (``meta["run_configs"]``); empty inside it."""
+    from faiser.latent.data import condition_value
+
+    runs = model.meta.get("run_configs") or []
+    out = []
+    for key in model.norm.cond_keys:
+        seen = [condition_value(c, key) for c in runs]
+        value = condition_value(config, key)
+        if seen and not min(seen) <= value <= max(seen):
+            out.append(
+                f"{key} = {value:g} lies outside the range the latent model was trained on "
+                f"[{min(seen):g}, {max(seen):g}] ({len(seen)} runs): the rollout extrapolates"
+            )
+    return out
+
+
 DRIFT_KEYS = ("mass", "momentum_x", "momentum_y", "momentum_z", "total_energy")
 
 
@@ -154,6 +173,8 @@ def rollout(
     check_fits_in_memory(case, cfg)
     built = build_case(case, cfg)
     D, n_latent = _check_compatible(lm, case, built)
+    for message in outside_training_range(lm, to_json(cfg)):
+        warnings.warn(message, ExtrapolationWarning, stacklevel=2)
     from faiser.latent.train import PERIODIC_CASES
 
     mode = ("conserve" if case in PERIODIC_CASES else "decoded") if mass == "auto" else mass

@@ -80,6 +80,19 @@ def test_mass_of_decoded_rollout_equals_initial_mass(trained, tmp_path):
     assert abs(dec.timing["drift"]["mass"]) > 1e-6  # without restoration the decoder does not conserve mass
 
 
+def test_rollout_outside_the_trained_range_warns_with_the_range(trained):
+    from faiser.errors import ExtrapolationWarning
+    from faiser.latent.model import load_latent_model
+    from faiser.latent.rollout import outside_training_range
+
+    model = load_latent_model(trained[0])
+    assert outside_training_range(model, {**BASE, "alpha": 0.12}) == []  # inside [0.05, 0.2]
+    (msg,) = outside_training_range(model, {**BASE, "alpha": 0.3})
+    assert "alpha = 0.3" in msg and "[0.05, 0.2]" in msg and "2 runs" in msg  # 0.12 is held out
+    with pytest.warns(ExtrapolationWarning, match=r"alpha = 0.01 .*\[0.05, 0.2\]"):
+        rollout(model, "landau", {**BASE, "alpha": 0.01, "t_end": 1.0}, None, progress=False)
+
+
 def test_training_is_reproducible(family):
     _, runs = family
     data = load_trajectories([runs[0.05], runs[0.2]])
