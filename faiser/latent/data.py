@@ -1,8 +1,10 @@
 """Trajectory data for the latent solver: datasets -> normalized arrays, conditioning, normalization.
 
 A training set is a list of trajectory datasets (``faiser simulate --save-every`` or a sweep root,
-whose runs are all taken) of one case, one species, one grid and one snapshot interval. The
-latent solver sees:
+whose runs are all taken) of one case, one species, one grid shape (cells and boundary kinds) and
+one snapshot interval. The runs' grids may differ in extent and spacing (e.g. Landau damping over
+k, whose box is 2 pi / k): the networks work in cell-index space, and the parameter that sets the
+grid, varying across the runs, is part of the conditioning. The latent solver sees:
 
 - ``x = sqrt(f / f_ref)`` per VDF cell (``f_ref``: the largest f of the training set), so values
   lie in [0, 1] and the decoded ``f = f_ref * max(x, 0)^2`` is never negative;
@@ -24,7 +26,7 @@ import numpy as np
 from faiser.config import JsonConfig
 from faiser.errors import ConfigError, DatasetError
 
-__all__ = ["Normalization", "Trajectories", "dataset_paths", "load_trajectories"]
+__all__ = ["Normalization", "Trajectories", "condition_value", "dataset_paths", "grid_shape", "load_trajectories"]
 
 # config keys that never condition the dynamics (output and numerics settings)
 _NOT_CONDITIONS = {"t_end", "diag_every", "vdf_stride", "dtype", "seed", "save_every", "vlsv_every"}
@@ -145,6 +147,12 @@ class Trajectories:
     dt: float
     snapshot_steps: int
     names: list[str]
+    grids: list[dict] = dataclasses.field(default_factory=list)  # per run (JSON dicts)
+
+    @property
+    def grid_varies(self) -> bool:
+        """Whether the runs' grids differ in extent or spacing (their cells and boundaries agree)."""
+        return any(g != self.grid for g in self.grids)
 
     @property
     def n_runs(self) -> int:
@@ -190,7 +198,7 @@ def load_trajectories(
     from faiser.data.dataset import open_dataset
 
     runs = dataset_paths(paths)
-    fs, Es, Bs, configs, names = [], [], [], [], []
+    fs, Es, Bs, configs, names, grids = [], [], [], [], [], []
     ref = None
     for p in runs:
         ds = open_dataset(p)
@@ -200,14 +208,18 @@ def load_trajectories(
         times = np.asarray(ds.times, np.float64)
         steps = np.asarray(ds.steps, np.int64)
         n = len(times) if max_snapshots is None else min(len(times), max_snapshots)
-        key = (ds.case, sp, json.dumps(ds.grid.to_json(), sort_keys=True), n)
+        key = (ds.case, sp, json.dumps(grid_shape(ds.grid.to_json())), n)
         if len(steps) < 2:
             raise DatasetError(f"{p} holds {len(steps)} snapshot(s): a trajectory needs at least 2")
         interval = np.diff(steps[:n])
         if ref is None:
             ref = (key, steps[:n], ds)
         elif key != ref[0] or not np.array_equal(steps[:n], ref[1]):
-            raise DatasetError(f"{p} does not match {runs[0]} (case, species, grid, snapshot steps must agree)")
+            raise DatasetError(
+                f"{p} does not match {runs[0]} (case, species, grid cells and boundaries, snapshot steps must agree)"
+            )
+        elif not np.allclose(times[:n], np.asarray(ref[2].times[:n], np.float64), rtol=1e-6, atol=0):
+            raise DatasetError(f"{p}: the snapshot times differ from {runs[0]}'s (the time step must agree)")
         if np.any(interval != interval[0]) and n > 2 and np.any(interval[:-1] != interval[0]):
             raise DatasetError(f"{p}: snapshots are not evenly spaced in steps ({steps[:n].tolist()})")
         fs.append(np.asarray(ds.f(sp, time=slice(0, n)), np.float32))
@@ -216,6 +228,7 @@ def load_trajectories(
         Bs.append(np.asarray(B, np.float32))
         configs.append(dict(ds.config))
         names.append(Path(p).name)
+        grids.append(ds.grid.to_json())
     (case, sp, _, n), steps, ds0 = ref
     interval = np.diff(steps)
     # the last snapshot of a run may be off the regular interval (t_end not a multiple): drop it
@@ -229,4 +242,10 @@ def load_trajectories(
     return Trajectories(
         f=np.stack(fs)[:, :keep], E=np.stack(Es)[:, :keep], B=np.stack(Bs)[:, :keep], times=times,
         configs=configs, case=case or "", species=sp, grid=grid, dt=dt, snapshot_steps=int(interval[0]), names=names,
+        grids=grids,
     )  # fmt: skip
+
+
+def grid_shape(grid: Mapping) -> dict:
+    """The part of a grid (JSON dict) that the networks see: cell counts and boundary kinds."""
+    return {"nx": list(grid["nx"]), "nv": list(grid["nv"]), "boundaries": [list(b) for b in grid["boundaries"]]}

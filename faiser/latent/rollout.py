@@ -37,6 +37,7 @@ from faiser.cases import build_case
 from faiser.config import to_json
 from faiser.errors import ConfigError, DatasetError, ExtrapolationWarning
 from faiser.grid import PhaseSpaceGrid
+from faiser.latent.data import grid_shape
 from faiser.latent.model import LatentModel, load_latent_model
 from faiser.run.memory import check_fits_in_memory
 from faiser.run.outputs import (
@@ -77,10 +78,16 @@ def _check_compatible(model: LatentModel, case: str, built) -> tuple[int, int]:
     if meta.get("case") and meta["case"] != case:
         raise ConfigError(f"the latent model was trained on case {meta['case']!r}, not {case!r}")
     grid = PhaseSpaceGrid.from_json(meta["grid"])
-    if grid != built.grid:
+    if meta.get("grid_varies"):  # trained across extents: the cells and boundaries must agree
+        fits = grid_shape(grid.to_json()) == grid_shape(built.grid.to_json())
+    else:
+        fits = grid == built.grid
+    if not fits:
+        same_cells = grid.nx == built.grid.nx and grid.nv == built.grid.nv
+        hint = "; the model was trained on one grid extent only" if same_cells and not meta.get("grid_varies") else ""
         raise ConfigError(
             f"the case's grid (nx={built.grid.nx}, nv={built.grid.nv}) differs from the model's "
-            f"(nx={grid.nx}, nv={grid.nv})"
+            f"(nx={grid.nx}, nv={grid.nv}){hint}"
         )
     species = [s.name for s in built.stepper.species]
     if meta["species"] not in species:

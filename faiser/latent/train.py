@@ -435,6 +435,7 @@ def train_latent(
         "case": data.case,
         "species": data.species,
         "grid": data.grid,
+        "grid_varies": data.grid_varies,  # trained on runs whose grids differ in extent (same cells)
         "dt": data.dt,
         "steps_per_latent": int(D),
         "latent_dt": float(D * data.dt),
