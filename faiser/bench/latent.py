@@ -170,14 +170,14 @@ def compare_frames(ref_dir: str | Path, frames: Mapping[int, np.ndarray]) -> dic
     """:func:`compare_runs` for states held in memory: ``frames`` maps the index of a snapshot of
     ``ref_dir`` to the f (6D, first species) compared with it; its moments are computed here."""
     from faiser.data.dataset import open_dataset
-    from faiser.vlasov.diagnostics import cell_diagnostics
+    from faiser.vlasov.diagnostics import moments
 
     ref = open_dataset(ref_dir)
     mass = float(ref.species[0].mass)
 
     def items():
         for i, f in frames.items():
-            m = cell_diagnostics(np.asarray(f, np.float64), ref.grid, ref.fields(i)[1], mass)
+            m = moments(np.asarray(f, np.float64), ref.grid, mass)
             yield i, f, {k: np.asarray(m[k]) for k in ("density", "bulk_velocity", "temperature")}
 
     return _compare(ref, items())

@@ -37,7 +37,7 @@ from faiser.cases import build_case
 from faiser.config import to_json
 from faiser.errors import ConfigError, DatasetError, ExtrapolationWarning
 from faiser.grid import PhaseSpaceGrid
-from faiser.latent.data import grid_shape
+from faiser.latent.data import condition_value, grid_shape
 from faiser.latent.model import LatentModel, load_latent_model
 from faiser.run.memory import check_fits_in_memory
 from faiser.run.outputs import (
@@ -111,8 +111,6 @@ def _check_compatible(model: LatentModel, case: str, built) -> tuple[int, int]:
 def outside_training_range(model: LatentModel, config: Mapping) -> list[str]:
     """A message per conditioning parameter of ``config`` (a case config dict) that lies outside
     the range of the model's training runs (``meta["run_configs"]``); empty inside it."""
-    from faiser.latent.data import condition_value
-
     runs = model.meta.get("run_configs") or []
     out = []
     for key in model.norm.cond_keys:
